@@ -1,0 +1,330 @@
+"""Run a submission on a workload until it reaches the target: AlgoPerf's timing rules.
+
+One trial, on one screen (``train_once``):
+
+    untimed:  input queue, model init, init_optimizer_state (and resume from a checkpoint)
+    loop:     data_selection + update_params                    <- on the clock
+              every eval_period_time_sec since the last eval:
+                prepare_for_eval                                 <- on the clock
+                budget check: accumulated submission time < budget, else stop, no eval
+                eval on train/validation/test, log, checkpoint   <- off the clock
+    stop:     budget spent | validation and test targets reached | TrainingCompleteError
+              | --max_global_steps
+
+The clock waits for the device (``backend.clock``) and is the max over processes under DDP.
+``run_trials`` runs the tuning trials of one study; a failing trial is recorded and the next
+one runs.
+"""
+import dataclasses
+import importlib.util
+import inspect
+import math
+import os
+import traceback
+from types import MappingProxyType, ModuleType
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from absl import logging
+
+from algoperf import logger_utils, random_utils, spec
+
+CHECKPOINT_FILE = "checkpoint.pt"
+SELF_TUNING_BUDGET_FACTOR = 1.5
+REQUIRED_FUNCTIONS = ("get_batch_size", "init_optimizer_state", "update_params",
+                      "data_selection")
+
+
+class SubmissionError(ValueError):
+    """A submission file that cannot be used (missing file or function)."""
+
+
+class TrialFailed(RuntimeError):
+    """A trial that cannot go on (NaN loss, broken API); recorded, the next trial runs."""
+
+
+# --- the submission ------------------------------------------------------------------------
+def load_submission(path: str) -> ModuleType:
+    """Import a submission file by path and check it defines the API's functions."""
+    if not os.path.isfile(path):
+        raise SubmissionError(f"--submission_path: no such file: {path}")
+    module_name = "algoperf_submission_" + os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    missing = [f for f in REQUIRED_FUNCTIONS if not callable(getattr(module, f, None))]
+    if missing:
+        raise SubmissionError(f"{path}: submission does not define {', '.join(missing)}")
+    return module
+
+
+def global_batch_size_for(submission: ModuleType, workload) -> int:
+    """``get_batch_size(name)``; a variant the submission does not know gets its base's size."""
+    try:
+        return int(submission.get_batch_size(workload.name))
+    except ValueError:
+        if not workload.is_variant:
+            raise
+        return int(submission.get_batch_size(workload.base_workload_name))
+
+
+def _accepts_train_state(update_params: Callable) -> bool:
+    return "train_state" in inspect.signature(update_params).parameters
+
+
+class _CountingQueue:
+    """Counts the batches taken from the input queue so a resumed run skips exactly those."""
+
+    def __init__(self, queue):
+        self._queue = queue
+        self.taken = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self._queue)
+        self.taken += 1
+        return batch
+
+
+# --- one trial ------------------------------------------------------------------------------
+@dataclasses.dataclass
+class TrialResult:
+    trial_dir: Optional[str]
+    global_step: int = 0
+    accumulated_submission_time: float = 0.0
+    reached_validation: bool = False
+    reached_test: bool = False
+    time_to_target: Optional[float] = None
+    failed: bool = False
+    reason: str = ""
+    eval_results: List[Tuple[int, Dict[str, float]]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class TrialConfig:
+    data_dir: str
+    imagenet_v2_data_dir: Optional[str] = None
+    max_global_steps: Optional[int] = None
+    self_tuning: bool = False
+    save_checkpoints: bool = True
+    resume: bool = False
+    trial_label: str = "trial"
+
+
+def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
+               trial_dir: Optional[str], config: TrialConfig) -> TrialResult:
+    """Train one trial. ``trial_dir`` None: log nothing (tests, benchmarks)."""
+    chief = backend.is_chief
+    global_batch_size = global_batch_size_for(submission, workload)
+    if global_batch_size % backend.world_size:
+        raise SubmissionError(f"get_batch_size({workload.name!r}) = {global_batch_size} is not "
+                              f"divisible by the {backend.world_size} processes")
+    # ---- untimed set-up ----
+    data_rng, opt_init_rng, model_init_rng, rng = random_utils.split(rng, 4)
+    input_queue = _CountingQueue(workload._build_input_queue(
+        data_rng, "train", data_dir=config.data_dir, global_batch_size=global_batch_size))
+    model_params, model_state = workload.init_model_fn(model_init_rng)
+    optimizer_state = submission.init_optimizer_state(
+        workload, model_params, model_state, hyperparameters, opt_init_rng)
+    prepare_for_eval = getattr(submission, "prepare_for_eval", None)
+    pass_train_state = _accepts_train_state(submission.update_params)
+
+    logger = logger_utils.MetricsLogger(trial_dir if chief else None)
+    workload.attach_metrics_logger(logger if chief else None)
+    train_state = {"validation_goal_reached": False, "test_goal_reached": False,
+                   "is_time_remaining": True, "last_eval_time": 0.0,
+                   "training_complete": False, "accumulated_submission_time": 0.0,
+                   "accumulated_eval_time": 0.0, "accumulated_logging_time": 0.0,
+                   "last_step_end_time": None}
+    global_step, preemption_count, prior_duration = 0, 0, 0.0
+    eval_results: List[Tuple[int, Dict[str, float]]] = []
+    checkpoint_path = os.path.join(trial_dir, CHECKPOINT_FILE) if trial_dir else None
+
+    if config.resume and checkpoint_path and os.path.exists(checkpoint_path):
+        model_params, model_state, optimizer_state, saved = backend.load_checkpoint(
+            checkpoint_path, model_params, optimizer_state)
+        train_state.update(saved["train_state"])
+        global_step, eval_results = saved["global_step"], saved["eval_results"]
+        preemption_count, prior_duration = saved["preemption_count"] + 1, saved["total_duration"]
+        logger.eval_rows, logger.train_rows = saved["eval_rows"], saved["train_rows"]
+        logger.flush()  # Drops any eval row logged after this checkpoint: nothing twice.
+        _skip(input_queue, saved["batches_taken"])
+        logging.info("%s: resumed at step %d (submission time %.1fs, preemption %d)",
+                     config.trial_label, global_step, train_state["accumulated_submission_time"],
+                     preemption_count)
+        if train_state["training_complete"] or not train_state["is_time_remaining"] or (
+                train_state["validation_goal_reached"] and train_state["test_goal_reached"]):
+            return _result(trial_dir, workload, global_step, train_state, eval_results)
+
+    budget = workload.max_allowed_runtime_sec * (
+        SELF_TUNING_BUDGET_FACTOR if config.self_tuning else 1.0)
+    global_start_time = backend.clock()
+    train_state["last_step_end_time"] = global_start_time
+    if global_step > 0:
+        train_state["last_eval_time"] = global_start_time
+    goals_reached = False
+
+    def save() -> None:
+        """Everything a resumed run needs to continue as if never stopped."""
+        if checkpoint_path is None:
+            return
+        backend.save_checkpoint(checkpoint_path, model_params, model_state, optimizer_state, {
+            "train_state": {**train_state, "last_step_end_time": None},
+            "global_step": global_step, "eval_results": eval_results,
+            "preemption_count": preemption_count,
+            "total_duration": prior_duration + backend.clock() - global_start_time,
+            "eval_rows": logger.eval_rows, "train_rows": logger.train_rows,
+            "batches_taken": input_queue.taken})
+
+    # ---- the loop ----
+    while (train_state["is_time_remaining"] and not goals_reached
+           and not train_state["training_complete"]):
+        step_rng = random_utils.fold_in(rng, global_step)
+        data_select_rng, update_rng, prep_eval_rng, eval_rng = random_utils.split(step_rng, 4)
+        batch = submission.data_selection(workload, input_queue, optimizer_state, model_params,
+                                          model_state, hyperparameters, global_step,
+                                          data_select_rng)
+        try:
+            kwargs = {"train_state": MappingProxyType(train_state)} if pass_train_state else {}
+            returned = submission.update_params(
+                workload=workload, current_param_container=model_params,
+                current_params_types=workload.model_params_types, model_state=model_state,
+                hyperparameters=hyperparameters, batch=batch, loss_type=workload.loss_type,
+                optimizer_state=optimizer_state, eval_results=eval_results,
+                global_step=global_step, rng=update_rng, **kwargs)
+            optimizer_state, model_params, model_state = _unpack_update(returned, "update_params")
+        except spec.TrainingCompleteError:
+            train_state["training_complete"] = True
+        global_step += 1
+        if config.max_global_steps is not None and global_step >= config.max_global_steps:
+            train_state["training_complete"] = True
+        train_step_end_time = backend.clock()
+        train_state["accumulated_submission_time"] += (
+            train_step_end_time - train_state["last_step_end_time"])
+
+        if not ((train_step_end_time - train_state["last_eval_time"])
+                >= workload.eval_period_time_sec or train_state["training_complete"]):
+            train_state["last_step_end_time"] = train_step_end_time
+            continue
+
+        # ---- eval point ----
+        if prepare_for_eval is not None:
+            start = backend.clock()
+            optimizer_state, model_params, model_state = _unpack_update(prepare_for_eval(
+                workload, model_params, workload.model_params_types, model_state,
+                hyperparameters, workload.loss_type, optimizer_state, eval_results,
+                global_step, prep_eval_rng), "prepare_for_eval")
+            train_state["accumulated_submission_time"] += backend.clock() - start
+        train_state["is_time_remaining"] = train_state["accumulated_submission_time"] < budget
+        if train_state["is_time_remaining"]:
+            del batch
+            eval_start = backend.clock()
+            latest = workload.eval_model(workload.eval_batch_size, model_params, model_state,
+                                         eval_rng, config.data_dir, config.imagenet_v2_data_dir,
+                                         global_step)
+            train_state["validation_goal_reached"] |= workload.has_reached_validation_target(
+                latest)
+            train_state["test_goal_reached"] |= workload.has_reached_test_target(latest)
+            goals_reached = (train_state["validation_goal_reached"]
+                             and train_state["test_goal_reached"])
+            eval_end = backend.clock()
+            train_state["last_eval_time"] = eval_end
+            train_state["accumulated_eval_time"] += eval_end - eval_start
+            latest.update(
+                score=train_state["accumulated_submission_time"],
+                total_duration=prior_duration + eval_end - global_start_time,
+                accumulated_submission_time=train_state["accumulated_submission_time"],
+                accumulated_eval_time=train_state["accumulated_eval_time"],
+                accumulated_logging_time=train_state["accumulated_logging_time"])
+            eval_results.append((global_step, latest))
+
+            logging_start = backend.clock()
+            if chief:
+                logger.append_scalar_metrics(latest, global_step, preemption_count,
+                                             is_eval=True)
+                _log_progress(config.trial_label, workload, global_step, latest, budget)
+            _check_finite_loss(latest, global_step)
+            if config.save_checkpoints and chief:
+                save()
+            backend.barrier()
+            train_state["accumulated_logging_time"] += backend.clock() - logging_start
+        train_state["last_step_end_time"] = backend.clock()
+
+    if chief:
+        logger.flush()
+        if config.save_checkpoints:
+            train_state["training_complete"] = True  # A later --resume_last_run skips it.
+            save()
+    return _result(trial_dir, workload, global_step, train_state, eval_results)
+
+
+def _unpack_update(returned: Any, fn_name: str):
+    if not (isinstance(returned, tuple) and len(returned) == 3):
+        raise TrialFailed(f"{fn_name} must return (optimizer_state, params, model_state), "
+                          f"got {type(returned).__name__}"
+                          + (f" of length {len(returned)}" if isinstance(returned, tuple) else ""))
+    return returned
+
+
+def _skip(queue: _CountingQueue, count: int) -> None:
+    inner = queue._queue
+    if hasattr(inner, "skip"):
+        inner.skip(count)
+        queue.taken += count
+        return
+    for _ in range(count):
+        next(queue)
+
+
+def _check_finite_loss(eval_result: Dict[str, float], global_step: int) -> None:
+    for key in ("train/loss", "validation/loss"):
+        if key in eval_result and not logger_utils.is_finite_number(eval_result[key]):
+            raise TrialFailed(f"{key} is {eval_result[key]} at step {global_step} (diverged)")
+
+
+def _log_progress(label: str, workload, step: int, result: Dict[str, float],
+                  budget: float) -> None:
+    metric = f"validation/{workload.target_metric_name}"
+    logging.info("%s | step %d | submission time %.1fs | %s %.4f (target %.4f) | "
+                 "budget left %.1fs", label, step, result["score"], metric,
+                 result.get(metric, float("nan")), workload.validation_target_value,
+                 max(budget - result["score"], 0.0))
+
+
+def _result(trial_dir, workload, global_step, train_state, eval_results) -> TrialResult:
+    time_to_target = None
+    for _, result in eval_results:
+        if workload.has_reached_validation_target(result):
+            time_to_target = result["score"]
+            break
+    return TrialResult(trial_dir=trial_dir, global_step=global_step,
+                       accumulated_submission_time=train_state["accumulated_submission_time"],
+                       reached_validation=train_state["validation_goal_reached"],
+                       reached_test=train_state["test_goal_reached"],
+                       time_to_target=time_to_target, eval_results=eval_results)
+
+
+# --- a study: its tuning trials -------------------------------------------------------------
+def run_trial_safely(run: Callable[[], TrialResult], trial_dir: Optional[str],
+                     label: str) -> TrialResult:
+    """Run a trial; if it raises, record why (``failed.json`` + console) and return."""
+    try:
+        return run()
+    except (KeyboardInterrupt, SystemExit, SubmissionError):
+        raise
+    except Exception as error:  # noqa: BLE001 - any trial failure is recorded, not fatal
+        reason = f"{type(error).__name__}: {error}"
+        details = traceback.format_exc()
+        logging.error("%s FAILED: %s", label, reason)
+        if trial_dir is not None:
+            logger_utils.record_failure(trial_dir, reason, details)
+        return TrialResult(trial_dir=trial_dir, failed=True, reason=reason)
+
+
+def trial_seed(rng_seed: int, study: int, trial: int) -> random_utils.Key:
+    return random_utils.key_for_trial(rng_seed, study, trial)
+
+
+def is_nan(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)
