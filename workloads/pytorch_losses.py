@@ -1,0 +1,31 @@
+"""Losses with the API's contract: per-example values, masked sum, number of valid examples.
+
+    loss_fn(label_batch, logits_batch, mask_batch=None, label_smoothing=0.0)
+      -> {'summed': sum_i w_i l_i, 'n_valid_examples': sum_i w_i, 'per_example': w_i l_i}
+
+Nothing is synced across processes: submissions all-reduce 'summed' and 'n_valid_examples'.
+"""
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def _masked(per_example: torch.Tensor, mask: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+    if mask is None:
+        mask = torch.ones_like(per_example)
+    per_example = per_example * mask
+    return {"summed": per_example.sum(), "n_valid_examples": mask.sum(),
+            "per_example": per_example}
+
+
+def softmax_cross_entropy(labels: torch.Tensor, logits: torch.Tensor,
+                          mask: Optional[torch.Tensor] = None,
+                          label_smoothing: float = 0.0) -> Dict[str, torch.Tensor]:
+    """l_i = -sum_c q_ic log softmax(z_i)_c with q_i = (1 - s) onehot(y_i) + s / C.
+
+    labels: [N] int class ids; logits: [N, C]; mask: [N] (1 real, 0 padding).
+    """
+    per_example = F.cross_entropy(logits, labels, reduction="none",
+                                  label_smoothing=label_smoothing)
+    return _masked(per_example, mask)
