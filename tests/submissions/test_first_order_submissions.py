@@ -4,6 +4,7 @@ Submissions are loaded by file path, as the runner loads them.
 """
 import collections
 import importlib.util
+import io
 import json
 import math
 import os
@@ -280,3 +281,38 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     one = _train_on(load_submission("nadamw"), point, batches)
     # float32; the two runs sum the same numbers in a different order.
     torch.testing.assert_close(two, one, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_from_state_dicts_continues_exactly(named_submission):
+    # What a checkpoint keeps of optimizer_state: each entry's state_dict(), through
+    # torch.save. Resuming mid-warmup must give the uninterrupted run's parameters.
+    name, submission = named_submission
+    workload = TinyWorkload()
+    hp = hparams(POINTS[name])
+    batches = [b for b, _ in zip(workload.batches(), range(12))]
+
+    def run(model, state, steps):
+        for step in steps:
+            submission.update_params(workload, model, None, None, hp, batches[step],
+                                     spec.LossType.SOFTMAX_CROSS_ENTROPY, state, [], step, None)
+
+    model, _ = workload.init_model_fn()
+    state = submission.init_optimizer_state(workload, model, None, hp, None)
+    run(model, state, range(12))
+
+    first, _ = workload.init_model_fn()
+    first_state = submission.init_optimizer_state(workload, first, None, hp, None)
+    run(first, first_state, range(5))
+    buffer = io.BytesIO()
+    torch.save({"params": first.state_dict(),
+                "opt": {k: v.state_dict() for k, v in first_state.items()}}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=False)
+    resumed, _ = workload.init_model_fn(seed=1)
+    resumed.load_state_dict(saved["params"])
+    resumed_state = submission.init_optimizer_state(workload, resumed, None, hp, None)
+    for key, obj in resumed_state.items():
+        obj.load_state_dict(saved["opt"][key])
+    run(resumed, resumed_state, range(5, 12))
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
