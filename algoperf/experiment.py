@@ -1,6 +1,7 @@
 """An experiment: every study and tuning trial of one submission on one workload.
 
     <experiment_dir>/<experiment_name>/[study_<j>/]<workload>_<framework>/trial_<k>/
+        flags_<n>.json, meta_data_<n>.json   (n: 0 for the first start, +1 per resume)
 
 (``study_<j>`` only when ``num_studies > 1``, as AlgoPerf's official runs name them.)
 Trial k of study j gets the seed ``fold_in(fold_in(PRNGKey(rng_seed), j), k)``; external
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional
 
 from absl import logging
 
-from algoperf import logger_utils, runner, search_space
+from algoperf import logger_utils, random_utils, runner, search_space
 from algoperf.backends import get_backend
 
 RULESETS = ("external", "self")
@@ -86,8 +87,9 @@ def _draw_points(config: ExperimentConfig, rng_seed: int, study: int):
     if config.tuning_ruleset == "self":
         return [None] * config.num_tuning_trials
     space = search_space.load_search_space(config.tuning_search_space)
-    return search_space.draw_hyperparameters(space, config.num_tuning_trials,
-                                             seed=rng_seed * 1000 + study)
+    # Trials are numbered from 1, so the study's "trial 0" key is free for the draw.
+    seed = random_utils.to_int(random_utils.key_for_trial(rng_seed, study, 0))
+    return search_space.draw_hyperparameters(space, config.num_tuning_trials, seed=seed)
 
 
 def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.TrialResult]:
@@ -105,6 +107,7 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
     logging.info("%s on %s (%s), rng_seed %d", config.submission_path, config.workload,
                  config.framework, rng_seed)
 
+    metadata = logger_utils.collect_metadata(rng_seed, backend.info())
     start = config.hparam_start_index or 0
     end = config.hparam_end_index or config.num_tuning_trials
     results = []
@@ -113,20 +116,20 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
         log_dir = workload_dir(config, study) if config.experiment_dir else None
         if log_dir and backend.is_chief:
             _prepare_dir(log_dir, config)
-            n = logger_utils.next_run_index(log_dir)
-            logger_utils.write_json(os.path.join(log_dir, f"flags_{n}.json"),
-                                    {**config.flags, "rng_seed": rng_seed})
-            logger_utils.write_json(os.path.join(log_dir, f"meta_data_{n}.json"),
-                                    logger_utils.collect_metadata(rng_seed, backend.info()))
         backend.barrier()
         for index in range(start, end):
             trial = index + 1  # AlgoPerf numbers trials from 1.
             label = f"study {study} trial {trial}"
             trial_dir = os.path.join(log_dir, f"trial_{trial}") if log_dir else None
-            hyperparameters = points[index]
+            hyperparameters = _resumed_hyperparameters(trial_dir, config) or points[index]
             if trial_dir and backend.is_chief:
                 os.makedirs(trial_dir, exist_ok=True)
                 _clear_stale_failure(trial_dir, config)
+                n = logger_utils.next_run_index(trial_dir)  # one pair per (re)start
+                logger_utils.write_json(os.path.join(trial_dir, f"flags_{n}.json"),
+                                        {**config.flags, "rng_seed": rng_seed})
+                logger_utils.write_json(os.path.join(trial_dir, f"meta_data_{n}.json"),
+                                        {**metadata, "trial": trial, "study": study})
                 logger_utils.write_json(
                     os.path.join(trial_dir, logger_utils.HPARAMS_FILE),
                     search_space.hyperparameters_to_dict(hyperparameters)
@@ -145,6 +148,16 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
             results.append(result)
             _log_summary(label, workload, result)
     return results
+
+
+def _resumed_hyperparameters(trial_dir: Optional[str], config: ExperimentConfig):
+    """A resumed trial continues with the point it was started with, read back from disk."""
+    path = os.path.join(trial_dir, logger_utils.HPARAMS_FILE) if trial_dir else ""
+    if not (config.resume_last_run and config.tuning_ruleset == "external"
+            and os.path.exists(path)):
+        return None
+    with open(path) as f:
+        return search_space.hyperparameters_from_dict(json.load(f), path=path)
 
 
 def _clear_stale_failure(trial_dir: str, config: ExperimentConfig) -> None:

@@ -1,7 +1,7 @@
 """Logs in AlgoPerf's layout, written so a crash never leaves a half-written file.
 
     <experiment_dir>/<experiment_name>/<workload>_<framework>/
-        flags_<n>.json  meta_data_<n>.json          (n = preemption count: one per (re)start)
+        trial_<k>/flags_<n>.json, meta_data_<n>.json (n: one pair per (re)start of the trial)
         trial_<k>/eval_measurements.csv             (one row per eval)
         trial_<k>/measurements.csv                  (submission's train metrics + eval rows)
         trial_<k>/hparams.json

@@ -133,7 +133,9 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
     logger = logger_utils.MetricsLogger(trial_dir if chief else None)
     workload.attach_metrics_logger(logger if chief else None)
     train_state = {"validation_goal_reached": False, "test_goal_reached": False,
-                   "is_time_remaining": True, "last_eval_time": 0.0,
+                   "is_time_remaining": True,
+                   # As in AlgoPerf, the first eval comes right after the first step.
+                   "last_eval_time": float("-inf"),
                    "training_complete": False, "accumulated_submission_time": 0.0,
                    "accumulated_eval_time": 0.0, "accumulated_logging_time": 0.0,
                    "last_step_end_time": None}
