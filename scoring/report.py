@@ -89,11 +89,19 @@ def score_headers(result) -> List[str]:
     return headers + ["reached"]
 
 
+def hours(seconds: float) -> str:
+    """Hours: 2 decimals from an hour up, 3 significant digits below (tiny workloads)."""
+    if not np.isfinite(seconds):
+        return MISS
+    h = seconds / HOUR
+    return f"{h:.2f}" if h >= 1 else f"{h:.3g}"
+
+
 def time_cell(scored: float, raw: float, ratio: float) -> str:
     if np.isfinite(scored):
-        return f"{scored / HOUR:.2f} x{ratio:.2f}"
+        return f"{hours(scored)} x{ratio:.2f}"
     if np.isfinite(raw):
-        return f"{raw / HOUR:.2f}{HELD_OUT_MARK}"
+        return f"{hours(raw)}{HELD_OUT_MARK}"
     return MISS
 
 
@@ -208,7 +216,7 @@ def submission_markdown(submission: str, trials: pd.DataFrame, studies_by_key) -
                      f"{runs['target_value'].iloc[0]:g}", _fmt(best, "{:.4f}"),
                      f"{int((studies['time'] < np.inf).sum())}/{len(studies)}",
                      f"{int(runs['reached'].sum())}/{len(runs)}",
-                     _hours(median), str(int((runs["status"] != "ok").sum()))])
+                     hours(median), str(int((runs["status"] != "ok").sum()))])
     headers = ["workload", "target", "best value", "studies reached", "trials reached",
                "median time to target (h)", "trials not ok"]
     lines = [f"# {submission}", "", "Per workload (all trials; time is the median over "
@@ -221,10 +229,6 @@ def submission_markdown(submission: str, trials: pd.DataFrame, studies_by_key) -
 
 def _fmt(value: float, pattern: str) -> str:
     return pattern.format(value) if np.isfinite(value) else MISS
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / HOUR:.2f}" if np.isfinite(seconds) else MISS
 
 
 def markdown_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> str:
@@ -250,11 +254,9 @@ def plot_profiles(result, path_stem: str, title: Optional[str] = None) -> List[s
     fig, ax = plt.subplots(figsize=(9, 5.2), dpi=120, layout="constrained")
     colors = plt.get_cmap("tab10").colors  # after ten lines: same colours, new dash style
     styles = ["-", "--", "-.", ":"]
-    for i, (name, row) in enumerate(result.scores.iterrows()):
-        xs, ys = step_points(result.ratios.loc[name].to_numpy(), n, r_max)
+    for i, (label, xs, ys) in enumerate(profile_lines(result)):
         ax.step(xs, ys, where="post", color=colors[i % len(colors)],
-                linestyle=styles[(i // len(colors)) % len(styles)], linewidth=2,
-                label=f"{name} ({row['score']:.4f})")
+                linestyle=styles[(i // len(colors)) % len(styles)], linewidth=2, label=label)
     ax.set_xlim(1.0, r_max)
     ax.set_ylim(-0.02, 1.02)
     # Plain unicode Greek, not mathtext: same look, a fraction of the rendering time.
@@ -272,6 +274,14 @@ def plot_profiles(result, path_stem: str, title: Optional[str] = None) -> List[s
         fig.savefig(path)
     plt.close(fig)
     return paths
+
+
+def profile_lines(result):
+    """[(legend label, xs, ys)] per submission, best score first (the legend order)."""
+    r_max, n = result.config.r_max, len(result.base_workloads)
+    return [(f"{name} ({row['score']:.4f})",
+             *step_points(result.ratios.loc[name].to_numpy(), n, r_max))
+            for name, row in result.scores.iterrows()]
 
 
 def step_points(ratios: np.ndarray, num_workloads: int, r_max: float):

@@ -56,10 +56,10 @@ def trial_results(evals: pd.DataFrame, trials: pd.DataFrame,
     evals = evals[trial_id >= 0]
     trial_id = trial_id[trial_id >= 0]
     lower = out["lower_is_better"].to_numpy()[trial_id]
-    value = oriented(evals["value"].to_numpy(), lower)
-    target = oriented(out["target_value"].to_numpy()[trial_id], lower)
-    time = evals["time"].to_numpy()
-    step = evals["global_step"].to_numpy()
+    value = oriented(evals["value"].to_numpy(dtype=float), lower)
+    target = oriented(out["target_value"].to_numpy(dtype=float)[trial_id], lower)
+    time = evals["time"].to_numpy(dtype=float)
+    step = evals["global_step"].to_numpy(dtype=float)
 
     first_hit = _first_row_per_trial(trial_id, reached(value, target))
     failed = out["status"].to_numpy() == "failed"
@@ -68,11 +68,11 @@ def trial_results(evals: pd.DataFrame, trials: pd.DataFrame,
     last_row = _last_row_per_trial(trial_id)
     n = len(out)
     out["reached"] = _take(np.ones(len(evals), bool), first_hit, n, fill=False).astype(bool)
-    out["eval_index_at_target"] = _take(evals["eval_index"].to_numpy(), first_hit, n,
-                                        fill=-1).astype(int)
+    eval_index = evals["eval_index"].to_numpy(dtype=float)
+    out["eval_index_at_target"] = _take(eval_index, first_hit, n, fill=-1).astype(int)
     out["time_to_target"] = _take(time, first_hit, n, fill=np.inf)
     out["step_at_target"] = _take(step, first_hit, n)
-    out["best_value"] = _take(evals["value"].to_numpy(), best_row, n)
+    out["best_value"] = _take(evals["value"].to_numpy(dtype=float), best_row, n)
     out["time_to_best"] = _take(time, best_row, n)
     out["step_at_best"] = _take(step, best_row, n)
     out["final_time"] = _take(time, last_row, n)
