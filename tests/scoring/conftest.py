@@ -1,5 +1,7 @@
 """Fixtures of the scoring tests: the hand-made mini tree and the real AlgoPerf v0.5 logs."""
 import os
+import shutil
+import subprocess
 import tarfile
 
 import pytest
@@ -32,6 +34,10 @@ def v05_shared():
 def v05_logs(v05_shared, tmp_path_factory):
     """The archive unpacked once per session; returns the folder holding the two rulesets."""
     root = tmp_path_factory.mktemp("algoperf_v05_logs")
-    with tarfile.open(os.path.join(v05_shared, "logs.tar.xz"), "r:xz") as archive:
-        archive.extractall(root, filter="data")
+    archive_path = os.path.join(v05_shared, "logs.tar.xz")
+    if shutil.which("tar") and shutil.which("xz"):  # ~4x faster than Python's lzma
+        subprocess.run(["tar", "-xJf", archive_path, "-C", str(root)], check=True)
+    else:
+        with tarfile.open(archive_path, "r:xz") as archive:
+            archive.extractall(root, filter="data")
     return str(root)
