@@ -90,11 +90,12 @@ def score_headers(result) -> List[str]:
 
 
 def hours(seconds: float) -> str:
-    """Hours: 2 decimals from an hour up, 3 significant digits below (tiny workloads)."""
+    """Hours: 2 decimals from an hour up, 3 below, 3 significant digits under 36 s (tiny
+    workloads reach their targets in minutes)."""
     if not np.isfinite(seconds):
         return MISS
     h = seconds / HOUR
-    return f"{h:.2f}" if h >= 1 else f"{h:.3g}"
+    return f"{h:.2f}" if h >= 1 else f"{h:.3f}" if h >= 0.01 else f"{h:.3g}"
 
 
 def time_cell(scored: float, raw: float, ratio: float) -> str:
@@ -166,6 +167,7 @@ def write_csvs(result, out_dir: str) -> Dict[str, str]:
         "studies": result.studies.set_index(["submission", "workload", "study"]),
         "trials": trial_summary(result.trials).set_index(["submission", "workload", "study",
                                                          "trial"]),
+        "workloads": workload_summary(result),
         "speedups": result.speedups.set_index(["submission", "baseline"]),
         "notes": result.notes.set_index("path"),
     }
@@ -187,36 +189,49 @@ def trial_summary(trials: pd.DataFrame) -> pd.DataFrame:
                                              kind="stable")
 
 
+def workload_summary(result) -> pd.DataFrame:
+    """One row per (submission, workload), before the held-out rules: target, best value,
+    studies and trials that reached it, trials not ok, median time to target (s)."""
+    trials = result.trials
+    best = np.where(trials["lower_is_better"], -trials["best_value"], trials["best_value"])
+    per_trial = trials.assign(best=best, not_ok=trials["status"] != "ok").groupby(
+        ["submission", "workload"], observed=True)
+    out = per_trial.agg(target_metric=("target_metric", "first"),
+                        target_value=("target_value", "first"),
+                        lower_is_better=("lower_is_better", "first"), best=("best", "max"),
+                        trials=("trial", "size"), trials_reached=("reached", "sum"),
+                        trials_not_ok=("not_ok", "sum"))
+    out["best_value"] = np.where(out["lower_is_better"], -out["best"], out["best"])
+    studies = result.studies.assign(reached=np.isfinite(result.studies["time"])).groupby(
+        ["submission", "workload"], observed=True)
+    out = out.join(studies.agg(studies=("study", "size"), studies_reached=("reached", "sum"),
+                               median_time=("time", "median")))
+    return out.drop(columns="best")
+
+
 def write_submission_summaries(result, out_dir: str) -> Dict[str, str]:
     """``summaries/<submission>.csv`` (one row per trial) and ``.md`` (per workload)."""
     folder = os.path.join(out_dir, "summaries")
     os.makedirs(folder, exist_ok=True)
     paths = {}
-    trials = trial_summary(result.trials)
-    studies = {key: group for key, group in
-               result.studies.groupby(["submission", "workload"], observed=True)}
-    for submission, mine in trials.groupby("submission", sort=True, observed=True):
+    per_workload = workload_summary(result)
+    for submission, mine in trial_summary(result.trials).groupby("submission", sort=True,
+                                                                 observed=True):
         base = os.path.join(folder, safe_name(submission))
         mine.to_csv(base + ".csv", index=False)
         with open(base + ".md", "w") as f:
-            f.write(submission_markdown(submission, mine, studies))
+            f.write(submission_markdown(submission, per_workload.loc[submission]))
         paths[submission] = base + ".md"
     return paths
 
 
-def submission_markdown(submission: str, trials: pd.DataFrame, studies_by_key) -> str:
+def submission_markdown(submission: str, per_workload: pd.DataFrame) -> str:
     """Per workload: target, best value, studies/trials that reached it, median time."""
-    rows = []
-    for workload, runs in trials.groupby("workload", sort=True, observed=True):
-        studies = studies_by_key[(submission, workload)]
-        median = np.median(studies["time"]) if len(studies) else np.inf
-        lower = bool(runs["lower_is_better"].iloc[0])
-        best = runs["best_value"].min() if lower else runs["best_value"].max()
-        rows.append([workload, f"{runs['target_metric'].iloc[0]} "
-                     f"{runs['target_value'].iloc[0]:g}", _fmt(best, "{:.4f}"),
-                     f"{int((studies['time'] < np.inf).sum())}/{len(studies)}",
-                     f"{int(runs['reached'].sum())}/{len(runs)}",
-                     hours(median), str(int((runs["status"] != "ok").sum()))])
+    rows = [[workload, f"{w.target_metric} {w.target_value:g}", _fmt(w.best_value, "{:.4f}"),
+             f"{int(w.studies_reached)}/{int(w.studies)}",
+             f"{int(w.trials_reached)}/{int(w.trials)}", hours(w.median_time),
+             str(int(w.trials_not_ok))]
+            for workload, w in per_workload.iterrows()]
     headers = ["workload", "target", "best value", "studies reached", "trials reached",
                "median time to target (h)", "trials not ok"]
     lines = [f"# {submission}", "", "Per workload (all trials; time is the median over "
@@ -308,7 +323,8 @@ def markdown_report(result, plot_file: str = "performance_profile.png",
     lines += speedup_section(result)
     lines += ["## Notes", "", notes_summary(result).removeprefix("Notes: "), "",
               "Files: `scores.csv`, `time_to_target.csv`, `performance_profiles.csv`, "
-              "`trials.csv`, `studies.csv`, `speedups.csv`, `notes.csv`, `summaries/`.", ""]
+              "`workloads.csv`, `trials.csv`, `studies.csv`, `speedups.csv`, `notes.csv`, "
+              "`summaries/`.", ""]
     return "\n".join(lines)
 
 

@@ -20,14 +20,17 @@ import pandas as pd
 
 def study_cubes(studies: pd.DataFrame, submissions: Sequence[str],
                 workloads: Sequence[str]) -> List[np.ndarray]:
-    """Per submission, an array ``[workloads, studies]`` of study times; NaN = not run."""
+    """Per submission, an array ``[workloads, its studies]`` of study times; NaN = not run."""
+    table = studies.pivot_table(index=["submission", "workload"], columns="study",
+                                values="time", aggfunc="first", observed=True)
     cubes = []
     for submission in submissions:
-        mine = studies[studies["submission"] == submission]
-        table = mine.pivot_table(index="workload", columns="study", values="time",
-                                 aggfunc="first", observed=True)
-        table = table.reindex(index=list(workloads))
-        cubes.append(table.to_numpy(dtype=float) if table.shape[1] else
+        if submission in table.index.get_level_values(0):
+            mine = table.loc[submission].reindex(index=list(workloads)).dropna(axis=1,
+                                                                                how="all")
+        else:
+            mine = pd.DataFrame(index=list(workloads))
+        cubes.append(mine.to_numpy(dtype=float) if mine.shape[1] else
                      np.full((len(workloads), 1), np.nan))
     return cubes
 

@@ -189,6 +189,17 @@ def test_trial_summary_columns(result):
     assert json.loads(row["hparams"]) == {"learning_rate": 0.001}
 
 
+def test_workload_summary(result):
+    summary = report.workload_summary(result)
+    beta = summary.loc[("fast", "beta")]
+    assert beta["best_value"] == 0.3 and beta["median_time"] == 10.0  # lowest loss is best
+    assert (beta["trials"], beta["trials_reached"], beta["studies_reached"]) == (4, 3, 2)
+    alpha = summary.loc[("fast", "alpha")]
+    assert alpha["trials_not_ok"] == 1 and alpha["trials_reached"] == 3  # 4th one failed
+    variant = summary.loc[("broken", "alpha_variant")]
+    assert variant["studies_reached"] == 0 and variant["median_time"] == INF
+
+
 def test_terminal_report_shows_scores_hours_ratios_and_marks(result):
     text = report.terminal_report(result)
     assert "fast" in text and "1.0000" in text and "0.3157" in text

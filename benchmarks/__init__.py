@@ -1,0 +1,1 @@
+"""Benchmarks: commands that measure and record results in benchmarks/results/."""
