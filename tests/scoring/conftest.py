@@ -2,11 +2,17 @@
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 
 import pytest
 
 from scoring_logs import REPO, write_mini_tree, write_targets
+
+# pytest puts tests/ on sys.path, where tests/scoring/ would pass for a namespace package
+# called `scoring` unless the repository root comes first (plain `pytest`, no PYTHONPATH).
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
 
 SHARED_V05 = os.path.join(os.path.dirname(REPO), "shared", "algoperf_v05")
 
