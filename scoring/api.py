@@ -103,6 +103,7 @@ def score_runs(runs: Runs, config: ScoringConfig) -> ScoreResult:
     table = runs.targets
     base, held_out = _workload_sets(table, config)
     trials = _selected(runs.trials, config, runs.root)
+    _check_some_scored_workload_ran(trials, base, runs.root)
     notes = list(runs.notes.itertuples(index=False, name=None))
     gaps = checks.completeness_notes(trials, base + held_out, config.num_studies,
                                      config.expected_trials)
@@ -167,6 +168,14 @@ def _selected(trials: pd.DataFrame, config: ScoringConfig, root: str) -> pd.Data
         raise ScoringInputError(root, f"no runs of submission(s) {', '.join(missing)}; "
                                 f"found: {', '.join(sorted(known))}")
     return trials[trials["submission"].isin(config.submissions)].reset_index(drop=True)
+
+
+def _check_some_scored_workload_ran(trials: pd.DataFrame, base: List[str], root: str) -> None:
+    """Scoring folders with none of the base workloads is a mistake, not a row of zeros."""
+    if not trials["workload"].isin(base).any():
+        found = ", ".join(sorted(trials["workload"].unique()))
+        raise ScoringInputError(root, f"no runs of any base workload ({', '.join(base)}); "
+                                f"runs found of: {found}. Pass --base_workloads")
 
 
 def _reference_row(times: pd.DataFrame, config: ScoringConfig) -> Optional[np.ndarray]:

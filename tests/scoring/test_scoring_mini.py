@@ -17,6 +17,7 @@ Held-out rules: (a) no base is infinite; (b) slow's alpha 120 > 4 x 27.5 = 110: 
 (trapezoid grid tau_k = 1 + k/33: rho jumps to 0.5 after tau_82 for 3.5 and after tau_36 for
 2.1; see test_scoring_profiles.py for the arithmetic.)
 """
+import dataclasses
 import json
 import os
 
@@ -140,6 +141,13 @@ def test_workload_sets_are_configurable(runs):
     assert result.scores["score"]["fast"] == pytest.approx(1.0)
     with pytest.raises(scoring.ScoringInputError, match="gamma"):
         scoring.score(runs, base_workloads=["gamma"])
+
+
+def test_folder_without_any_base_workload_is_an_error(runs):
+    only_beta = dataclasses.replace(runs, trials=runs.trials[runs.trials["workload"] == "beta"])
+    with pytest.raises(scoring.ScoringInputError, match="runs found of: beta"):
+        scoring.score(only_beta, base_workloads=["alpha"], held_out=False)
+    assert scoring.score(only_beta, base_workloads=["beta"], held_out=False).scores.shape[0] == 3
 
 
 def test_submission_subset(runs):
