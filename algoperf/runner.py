@@ -167,15 +167,18 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
         train_state["last_eval_time"] = global_start_time
     goals_reached = False
 
-    def save() -> None:
-        """Everything a resumed run needs to continue as if never stopped."""
+    def save(total_duration: float) -> None:
+        """Everything a resumed run needs to continue as if never stopped.
+
+        Runs on rank 0 only, so it must not touch collectives (``backend.clock`` is one).
+        """
         if checkpoint_path is None:
             return
         backend.save_checkpoint(checkpoint_path, model_params, model_state, optimizer_state, {
             "train_state": {**train_state, "last_step_end_time": None},
             "global_step": global_step, "eval_results": eval_results,
             "preemption_count": preemption_count,
-            "total_duration": prior_duration + backend.clock() - global_start_time,
+            "total_duration": total_duration,
             "eval_rows": logger.eval_rows, "train_rows": logger.train_rows,
             "batches_taken": input_queue.taken})
 
@@ -248,16 +251,17 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
                 _log_progress(config.trial_label, workload, global_step, latest, budget)
             _check_finite_loss(latest, global_step)
             if config.save_checkpoints and chief:
-                save()
+                save(latest["total_duration"])
             backend.barrier()
             train_state["accumulated_logging_time"] += backend.clock() - logging_start
         train_state["last_step_end_time"] = backend.clock()
 
+    end_time = backend.clock()
     if chief:
         logger.flush()
         if config.save_checkpoints:
             train_state["training_complete"] = True  # A later --resume_last_run skips it.
-            save()
+            save(prior_duration + end_time - global_start_time)
     return _result(trial_dir, workload, global_step, train_state, eval_results)
 
 

@@ -113,19 +113,10 @@ class PyTorchWorkload:
                            global_batch_size: int, cache: Optional[bool] = None,
                            repeat_final_dataset: Optional[bool] = None,
                            num_batches: Optional[int] = None) -> Iterator[Dict[str, Any]]:
-        """Infinite, reshuffled train batches; this process's slice, on its device."""
+        """Infinite, reshuffled train batches: this process's slice, on its device."""
         del cache, repeat_final_dataset
-        arrays = self.load_arrays(data_dir, split)
-        seed = random_utils.to_int(data_rng)
-        augment_rng = np.random.default_rng(seed + 1)
-        world = pytorch_utils.world_size()
-        batches = iterators.batch_iterator(arrays, global_batch_size, seed, shuffle=True,
-                                           repeat=True)
-        for i, batch in enumerate(batches):
-            if num_batches is not None and i >= num_batches:
-                return
-            batch = iterators.shard_batch(batch, self._rank, world)
-            yield self._to_device(self.preprocess(batch, train=True, rng=augment_rng))
+        return _TrainQueue(self, self.load_arrays(data_dir, split), global_batch_size,
+                           random_utils.to_int(data_rng), num_batches)
 
     def _to_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         non_blocking = self._device.type == "cuda"
@@ -152,7 +143,7 @@ class PyTorchWorkload:
         world = pytorch_utils.world_size()
         sums: Dict[str, torch.Tensor] = {}
         seen = torch.zeros((), device=self._device)
-        for batch in iterators.eval_iterator(arrays, global_batch_size, pad_to_multiple=world):
+        for batch in iterators.eval_iterator(arrays, global_batch_size):
             batch = iterators.shard_batch(batch, self._rank, world)
             weights = torch.as_tensor(batch.pop("weights"), dtype=torch.float32)
             inputs = self._to_device(self.preprocess(batch, train=False, rng=None))
@@ -184,3 +175,36 @@ class PyTorchWorkload:
             if prefix != "train":
                 results[f"{prefix}/num_examples"] = count
         return results
+
+
+class _TrainQueue:
+    """The train input queue. ``skip(n)`` jumps ahead without producing the skipped batches,
+    so a resumed run sees exactly the batches the killed run would have seen next."""
+
+    def __init__(self, workload: PyTorchWorkload, arrays, global_batch_size: int, seed: int,
+                 num_batches: Optional[int]):
+        self._workload, self._arrays = workload, arrays
+        self._global_batch_size, self._seed = global_batch_size, seed
+        self._remaining = num_batches
+        self._world = pytorch_utils.world_size()
+        self.skip(0)
+
+    def skip(self, count: int) -> None:
+        self._start = getattr(self, "_start", 0) + count
+        self._batches = iterators.batch_iterator(self._arrays, self._global_batch_size,
+                                                 self._seed, start_batch=self._start)
+        # Augmentation randomness is a function of (seed, batch index), so skipping keeps it.
+        self._index = self._start
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Dict[str, torch.Tensor]:
+        if self._remaining is not None:
+            if self._remaining <= 0:
+                raise StopIteration
+            self._remaining -= 1
+        batch = iterators.shard_batch(next(self._batches), self._workload._rank, self._world)
+        rng = np.random.default_rng((self._seed, self._index))
+        self._index += 1
+        return self._workload._to_device(self._workload.preprocess(batch, train=True, rng=rng))

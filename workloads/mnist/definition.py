@@ -35,6 +35,11 @@ class MnistTinyDefinition(MnistDefinition):
     name = "mnist_tiny"
     dataset = "mnist_tiny"
     generated_data = True
+    num_train_examples = 10_000
+    num_eval_train_examples = 2_000
+    num_validation_examples = 2_000
+    num_test_examples = 2_000
+    eval_batch_size = 1_000
     max_allowed_runtime_sec = 30
     eval_period_time_sec = 1
     step_hint = 2000

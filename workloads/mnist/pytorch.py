@@ -29,8 +29,13 @@ class MnistWorkload(PyTorchWorkload, MnistDefinition):
         return MLP()
 
     def load_arrays(self, data_dir: str, split: str) -> Dict[str, np.ndarray]:
-        return mnist_data.load_split(data_dir, self.dataset, split,
-                                     num_eval_train=self.num_eval_train_examples)
+        arrays = self._read(data_dir, "train" if split == "eval_train" else split)
+        if split == "eval_train":  # the first examples of the training set, unaugmented
+            arrays = {k: v[:self.num_eval_train_examples] for k, v in arrays.items()}
+        return arrays
+
+    def _read(self, data_dir: str, split: str) -> Dict[str, np.ndarray]:
+        return mnist_data.load_mnist(data_dir, split)
 
     def preprocess(self, arrays, train, rng) -> Dict[str, torch.Tensor]:
         del train, rng  # No augmentation on MNIST.
@@ -40,4 +45,5 @@ class MnistWorkload(PyTorchWorkload, MnistDefinition):
 
 
 class MnistTinyWorkload(MnistWorkload, MnistTinyDefinition):
-    pass
+    def _read(self, data_dir: str, split: str) -> Dict[str, np.ndarray]:
+        return mnist_data.load_mnist_tiny(data_dir, split)
