@@ -185,8 +185,8 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
     # ---- the loop ----
     while (train_state["is_time_remaining"] and not goals_reached
            and not train_state["training_complete"]):
-        step_rng = random_utils.fold_in(rng, global_step)
-        data_select_rng, update_rng, prep_eval_rng, eval_rng = random_utils.split(step_rng, 4)
+        data_select_rng, update_rng, prep_eval_rng, eval_rng = random_utils.fold_in_and_split(
+            rng, global_step, 4)
         batch = submission.data_selection(workload, input_queue, optimizer_state, model_params,
                                           model_state, hyperparameters, global_step,
                                           data_select_rng)

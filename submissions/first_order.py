@@ -142,7 +142,8 @@ def train_step(workload: spec.Workload, model: torch.nn.Module,
 
     Returns the new model state (e.g. batch-norm statistics); params change in place.
     """
-    model.train()
+    # model_fn puts the model in train mode (only when it is not already: a mode switch walks
+    # the whole module tree).
     optimizer_state["optimizer"].zero_grad(set_to_none=True)
     # dropout_rate goes to model_fn only when the point has one: otherwise the workload's
     # default applies, as in AlgoPerf.

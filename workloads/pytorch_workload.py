@@ -7,7 +7,6 @@ when its metric is not accuracy, ``eval_metric_sums`` / ``finalize_metrics``.
 Under DDP each process trains on its slice of the global batch and evaluates its slice of
 every eval batch; metric sums are all-reduced, so every example counts exactly once.
 """
-import functools
 from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
@@ -90,14 +89,26 @@ class PyTorchWorkload:
         del rng
         model = params
         train = mode == spec.ForwardPassMode.TRAIN
-        model.train(train)
+        # Module.train() and Module.apply() walk the whole module tree: on a small model that
+        # costs more than the step itself, so switch only on a change and visit only the
+        # batch-norm layers, found once per model.
+        if model.training != train:
+            model.train(train)
         if train:
-            model.apply(functools.partial(pytorch_utils.update_batch_norm_fn,
-                                          update_batch_norm=update_batch_norm))
+            for module in self._batch_norm_modules(model):
+                pytorch_utils.update_batch_norm_fn(module, update_batch_norm)
         with torch.set_grad_enabled(train):
             logits = self.forward(model, augmented_and_preprocessed_input_batch["inputs"],
                                   dropout_rate)
         return logits, model_state
+
+    def _batch_norm_modules(self, model: nn.Module) -> list:
+        cached = getattr(self, "_bn_cache", None)
+        if cached is None or cached[0] is not model:
+            cached = (model, [m for m in model.modules()
+                              if isinstance(m, nn.modules.batchnorm._BatchNorm)])
+            self._bn_cache = cached
+        return cached[1]
 
     def forward(self, model: nn.Module, inputs: Any, dropout_rate: float) -> torch.Tensor:
         del dropout_rate  # Models with dropout override this.

@@ -20,6 +20,7 @@ class PyTorchBackend:
 
     def __init__(self):
         self.use_ddp, self.rank, self.device, self.n_gpus = pytorch_utils.pytorch_setup()
+        self._cuda = torch.cuda.is_available()  # asked once: the clock runs every step
 
     def init(self) -> None:
         pytorch_utils.pytorch_init(self.use_ddp, self.rank)
@@ -39,7 +40,7 @@ class PyTorchBackend:
 
     def clock(self) -> float:
         """Wall time after all queued device work is done, agreed across processes (max)."""
-        if torch.cuda.is_available():
+        if self._cuda:
             torch.cuda.synchronize()
         now = time.time()
         if self.use_ddp:

@@ -1,0 +1,80 @@
+"""``algoperf benchmark``: the small benchmark, end to end on a laptop CPU.
+
+Runs every baseline on every ``_tiny`` workload (external tuning: ``--num_studies`` studies of
+``--num_tuning_trials`` Halton-drawn points each, logged as official runs name them,
+``<output_dir>/runs/<submission>/study_<j>/<workload>_pytorch/trial_<k>``), then scores the
+runs with ``scoring``: the terminal table, CSVs, the performance-profile plot and a report.
+"""
+import os
+import sys
+
+from absl import flags, logging
+
+from algoperf import experiment, random_utils
+
+BASELINES = ("adamw", "nadamw", "sgd_nesterov")
+SUBMISSIONS_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "submissions")
+
+flags.DEFINE_string("output_dir", "experiments/tiny_benchmark", "Runs and scores go here.")
+flags.DEFINE_list("workloads", None, "Workloads to run (default: every _tiny workload).")
+flags.DEFINE_list("submissions", list(BASELINES), "Baselines under submissions/ to run.")
+flags.DEFINE_integer("num_studies", 2, "Studies per submission and workload.")
+flags.DEFINE_integer("num_tuning_trials", 3, "Tuning trials per study.")
+flags.DEFINE_integer("rng_seed", 0, "Seed of the whole benchmark.")
+flags.DEFINE_string("data_dir", None, "Where generated data lives (default: the user cache).")
+flags.DEFINE_boolean("resume_last_run", False, "Continue an interrupted benchmark.")
+flags.DEFINE_boolean("overwrite", False, "Delete earlier runs in --output_dir first.")
+flags.DEFINE_boolean("score_only", False, "Only score the runs already in --output_dir.")
+
+FLAGS = flags.FLAGS
+
+
+def tiny_workloads():
+    from workloads import registry
+    return [name for name in registry.names() if name.endswith("_tiny")]
+
+
+def run_all(runs_dir: str, workloads, submissions) -> None:
+    for submission in submissions:
+        folder = os.path.join(SUBMISSIONS_DIR, submission)
+        for workload in workloads:
+            for study in range(FLAGS.num_studies):
+                seed = random_utils.to_int(random_utils.fold_in(
+                    random_utils.PRNGKey(FLAGS.rng_seed), study))
+                logging.info("== %s on %s, study %d ==", submission, workload, study)
+                experiment.run_experiment(experiment.ExperimentConfig(
+                    workload=workload, submission_path=os.path.join(folder, "submission.py"),
+                    tuning_search_space=os.path.join(folder, "tuning_search_space.json"),
+                    num_tuning_trials=FLAGS.num_tuning_trials,
+                    experiment_dir=runs_dir, experiment_name=f"{submission}/study_{study}",
+                    rng_seed=seed, data_dir=FLAGS.data_dir,
+                    resume_last_run=FLAGS.resume_last_run, overwrite=FLAGS.overwrite,
+                    flags=FLAGS.flag_values_dict()))
+
+
+def score_all(runs_dir: str, scores_dir: str, workloads) -> None:
+    from scoring import api, report
+    from workloads import registry
+    result = api.score(runs_dir, registry.targets_table(workloads), base_workloads=workloads,
+                       held_out_workloads=[], held_out=False, num_studies=FLAGS.num_studies,
+                       num_trials=FLAGS.num_tuning_trials, bootstrap_samples=1000)
+    print(report.terminal_report(result))
+    paths = report.write_report(result, scores_dir, "Tiny-tier benchmark (CPU)")
+    print(f"\nPerformance profile: {paths['plot_png']}\nReport: {paths['report']}")
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        print(f"algoperf benchmark: error: unexpected arguments {' '.join(argv[1:])}",
+              file=sys.stderr)
+        sys.exit(2)
+    logging.set_verbosity(logging.INFO)
+    workloads = FLAGS.workloads or tiny_workloads()
+    runs_dir = os.path.join(FLAGS.output_dir, "runs")
+    try:
+        if not FLAGS.score_only:
+            run_all(runs_dir, workloads, FLAGS.submissions)
+        score_all(runs_dir, os.path.join(FLAGS.output_dir, "scores"), workloads)
+    except (experiment.ExperimentError, ValueError, FileNotFoundError) as error:
+        print(f"algoperf benchmark: error: {error}", file=sys.stderr)
+        sys.exit(1)
