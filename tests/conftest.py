@@ -3,9 +3,16 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
+
+
+# pytest -n 2 runs two test processes on two cores: a second intra-op thread per process
+# only adds contention (tiny tensors; on a busy machine steps became ~50x slower).
+torch.set_num_threads(1)
+SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +23,6 @@ def tiny_data_dir(tmp_path_factory):
 
 def run_cli(*args, timeout=600, env=None):
     """``algoperf <args>`` in a fresh process: what a user types, exit code and output."""
-    full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    full_env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV, **(env or {}))
     return subprocess.run([sys.executable, "-m", "algoperf.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=REPO)

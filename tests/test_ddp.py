@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SUBPROCESS_ENV
 
 STEPS = 30
 
@@ -27,7 +27,7 @@ def _run(tmp_path, data_dir, name, nproc):
     if nproc > 1:
         args = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                 f"--master_port={_free_port()}", *args]
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
     out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
                          env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
