@@ -14,7 +14,8 @@ COMMANDS = {
     "run": ("algoperf.commands.run", "run a submission on a workload (AlgoPerf flags)"),
     "score": ("scoring.cli", "score a folder of logged runs: tables, profiles, plot"),
     "data": ("workloads.data_cli", "prepare a dataset once into the on-disk form loaders read"),
-    "benchmark": ("algoperf.commands.benchmark", "the small benchmark: baselines on _tiny, then score"),
+    "benchmark": ("algoperf.commands.benchmark",
+                  "the small benchmark: baselines on the _tiny tier, then scores"),
 }
 
 

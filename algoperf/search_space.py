@@ -217,7 +217,8 @@ def _json_type(value: Any) -> str:
 
 def _check_name(name: str, path: str) -> None:
     # Names become namedtuple fields, which must be identifiers, not keywords, not "_x".
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+    if (not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name)
+            or name.startswith("_")):
         raise SearchSpaceError(
             path, f"hyperparameter name {name!r} is not usable as a Python attribute "
             "(use letters, digits and underscores, not starting with a digit or underscore, "

@@ -258,8 +258,9 @@ def test_batch_iterator_epochs_are_permutations_with_aligned_rows():
 
 
 def test_batch_iterator_is_deterministic_in_the_seed():
-    take = lambda seed, k=7: [next(it)["y"] for it in [iterators.batch_iterator(
-        _indexed(10), 3, seed)] for _ in range(k)]
+    def take(seed, k=7):
+        it = iterators.batch_iterator(_indexed(10), 3, seed)
+        return [next(it)["y"] for _ in range(k)]
     a, b, c = take(5), take(5), take(6)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
