@@ -177,9 +177,3 @@ def _log_summary(label: str, workload, result: runner.TrialResult) -> None:
         logging.info("%s: did not reach the target (%d steps, %.2fs submission time)", label,
                      result.global_step, result.accumulated_submission_time)
 
-
-def summary_json(results: List[runner.TrialResult]) -> str:
-    return json.dumps([{"trial_dir": r.trial_dir, "failed": r.failed, "reason": r.reason,
-                        "global_step": r.global_step, "time_to_target": r.time_to_target,
-                        "reached_validation": r.reached_validation,
-                        "reached_test": r.reached_test} for r in results], indent=2)

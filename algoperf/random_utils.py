@@ -44,16 +44,24 @@ def PRNGKey(seed: int) -> Key:  # noqa: N802 (AlgoPerf/JAX name)
     return _from_u64(seed)
 
 
-def split(key: Key, num: int = 2) -> np.ndarray:
-    """``num`` independent child keys, shape [num, 2]."""
-    base = _mix(_to_u64(key))
+def _fold_u64(z: int, data: int) -> int:
+    return _mix(_mix(z) ^ _mix(int(data) + _FOLD))
+
+
+def _split_u64(z: int, num: int) -> np.ndarray:
+    base = _mix(z)
     words = [_mix(base + (i + 1) * _GOLDEN) for i in range(num)]
     return np.array(words, dtype=np.uint64).view(np.uint32).reshape(num, 2)
 
 
+def split(key: Key, num: int = 2) -> np.ndarray:
+    """``num`` independent child keys, shape [num, 2]."""
+    return _split_u64(_to_u64(key), num)
+
+
 def fold_in(key: Key, data: int) -> Key:
     """A key for item ``data`` (e.g. the global step) of a stream."""
-    return _from_u64(_mix(_mix(_to_u64(key)) ^ _mix(int(data) + _FOLD)))
+    return _from_u64(_fold_u64(_to_u64(key), data))
 
 
 def to_int(key: Key) -> int:
@@ -69,6 +77,4 @@ def key_for_trial(seed: Union[int, Key], study: int, trial: int) -> Key:
 
 def fold_in_and_split(key: Key, data: int, num: int) -> np.ndarray:
     """``split(fold_in(key, data), num)`` with one array allocation (runs every step)."""
-    base = _mix(_mix(_mix(_to_u64(key)) ^ _mix(int(data) + _FOLD)))
-    words = [_mix(base + (i + 1) * _GOLDEN) for i in range(num)]
-    return np.array(words, dtype=np.uint64).view(np.uint32).reshape(num, 2)
+    return _split_u64(_fold_u64(_to_u64(key), data), num)

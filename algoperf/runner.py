@@ -18,7 +18,6 @@ one runs.
 import dataclasses
 import importlib.util
 import inspect
-import math
 import os
 import traceback
 from types import MappingProxyType, ModuleType
@@ -331,6 +330,3 @@ def run_trial_safely(run: Callable[[], TrialResult], trial_dir: Optional[str],
 def trial_seed(rng_seed: int, study: int, trial: int) -> random_utils.Key:
     return random_utils.key_for_trial(rng_seed, study, trial)
 
-
-def is_nan(value: float) -> bool:
-    return isinstance(value, float) and math.isnan(value)

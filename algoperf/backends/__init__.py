@@ -3,8 +3,6 @@
 The runner asks a backend for: process set-up, seeding, a clock that waits for the device,
 checkpoints, and a description of the hardware. Nothing else in ``algoperf`` imports torch.
 """
-from typing import Dict
-
 FRAMEWORKS = ("pytorch", "jax")
 
 
@@ -17,5 +15,3 @@ def get_backend(framework: str):
             "--framework=jax: the JAX backend is not implemented yet; use --framework=pytorch")
     raise ValueError(f"--framework={framework!r} is not one of {', '.join(FRAMEWORKS)}")
 
-
-__all__ = ["FRAMEWORKS", "get_backend", "Dict"]

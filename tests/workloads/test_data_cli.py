@@ -1,34 +1,24 @@
 """``algoperf data``, run as a user runs it: a subprocess through the one console entry point."""
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from workloads.datasets import idx, mnist, prepared
+from tests.conftest import run_cli
+from tests.workloads.mnist_files import write_mnist_idx
+from workloads.datasets import mnist, prepared
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def algoperf_data(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "algoperf.cli", "data", *map(str, args)],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return run_cli("data", *map(str, args), timeout=120)
 
 
 def _write_idx_files(folder, n_train=12, n_test=4, seed=0):
-    rng = np.random.default_rng(seed)
-    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-              "train_labels": rng.integers(0, 10, n_train).astype(np.uint8),
-              "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-              "test_labels": rng.integers(0, 10, n_test).astype(np.uint8)}
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, stem in mnist.IDX_FILES.items():
-        idx.write_idx(folder / (stem + ".gz"), arrays[key], compress=True)
-    return arrays
+    return write_mnist_idx(folder, n_train=n_train, n_test=n_test, compress=True, seed=seed)
+
 
 
 def test_prepare_mnist_from_idx_files(tmp_path):

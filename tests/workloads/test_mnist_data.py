@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.workloads.mnist_files import write_mnist_idx as _write_mnist_idx
 from workloads.datasets import idx, iterators, mnist, prepared
 from workloads.datasets.prepared import DatasetError
 
@@ -400,20 +401,6 @@ def test_idx_errors(tmp_path, raw, kwargs, error):
 # ----------------------------------------------------------------------------------------
 # MNIST
 # ----------------------------------------------------------------------------------------
-
-def _write_mnist_idx(folder, n_train=60, n_test=10, compress=False, dotted=False, seed=0):
-    """Tiny MNIST in the four classic IDX files; returns the arrays written."""
-    rng = np.random.default_rng(seed)
-    arrays = {"train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-              "train_labels": rng.integers(0, 10, n_train).astype(np.uint8),
-              "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-              "test_labels": rng.integers(0, 10, n_test).astype(np.uint8)}
-    folder.mkdir(parents=True, exist_ok=True)
-    for key, stem in mnist.IDX_FILES.items():
-        name = stem.replace("-idx", ".idx") if dotted else stem
-        idx.write_idx(folder / (name + (".gz" if compress else "")), arrays[key], compress)
-    return arrays
-
 
 @pytest.mark.parametrize("compress, dotted", [(False, False), (True, True)])
 def test_prepare_mnist_from_idx_round_trip(tmp_path, compress, dotted):
