@@ -141,10 +141,18 @@ def test_existing_logs_are_not_overwritten_without_asking(tmp_path, tiny_data_di
 
 
 # --- AlgoPerf compatibility, end to end ----------------------------------------------------
+# AlgoPerf's own files cannot be vendored here; our fixture uses the same API surface. A user
+# with an AlgoPerf checkout points ALGOPERF_SUBMISSION at e.g. its
+# algorithms/baselines/external_tuning/pytorch_nadamw_full_budget.py to run it unchanged.
+COMPAT_SUBMISSIONS = [os.path.join(FIXTURES, "algoperf_style_nadamw.py")] + (
+    [os.environ["ALGOPERF_SUBMISSION"]] if os.environ.get("ALGOPERF_SUBMISSION") else [])
+
+
 @pytest.mark.slow
-def test_algoperf_submission_runs_unchanged_and_reaches_the_target(tmp_path, tiny_data_dir):
-    out = run_cli("run", "--workload=mnist_tiny",
-                  f"--submission_path={FIXTURES}/algoperf_style_nadamw.py",
+@pytest.mark.parametrize("submission", COMPAT_SUBMISSIONS)
+def test_algoperf_submission_runs_unchanged_and_reaches_the_target(tmp_path, tiny_data_dir,
+                                                                   submission):
+    out = run_cli("run", "--workload=mnist_tiny", f"--submission_path={submission}",
                   f"--tuning_search_space={FIXTURES}/algoperf_style_search_space.json",
                   f"--experiment_dir={tmp_path}", "--experiment_name=compat", "--rng_seed=0",
                   f"--data_dir={tiny_data_dir}")
@@ -154,7 +162,7 @@ def test_algoperf_submission_runs_unchanged_and_reaches_the_target(tmp_path, tin
     assert EVAL_COLUMNS <= set(evals.columns)
     assert evals["validation/accuracy"].iloc[-1] >= 0.97
     assert evals["test/accuracy"].iloc[-1] >= 0.955
-    assert evals["score"].iloc[-1] < 30.0
+    assert evals["score"].iloc[-1] < 15.0
 
 
 # --- kill -9 and resume ----------------------------------------------------------------------

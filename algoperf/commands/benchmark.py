@@ -18,7 +18,8 @@ SUBMISSIONS_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "submissio
 flags.DEFINE_string("output_dir", "experiments/tiny_benchmark", "Runs and scores go here.")
 flags.DEFINE_list("workloads", None, "Workloads to run (default: every _tiny workload).")
 flags.DEFINE_list("submissions", list(BASELINES), "Baselines under submissions/ to run.")
-flags.DEFINE_integer("num_studies", 2, "Studies per submission and workload.")
+flags.DEFINE_integer("num_studies", 3, "Studies per submission and workload (the score takes "
+                     "the median over studies, so use an odd number).")
 flags.DEFINE_integer("num_tuning_trials", 3, "Tuning trials per study.")
 flags.DEFINE_integer("rng_seed", 0, "Seed of the whole benchmark.")
 flags.DEFINE_string("data_dir", None, "Where generated data lives (default: the user cache).")
