@@ -1,0 +1,326 @@
+"""KFAC: a torch optimizer with K-FAC-expand / K-FAC-reduce preconditioning.
+
+Use (the curvature pass never touches ``.grad``, so the training gradients, and DDP's
+all-reduce of them, are exactly those of the loss):
+
+    opt = KFAC(model, lr=..., flavour="expand")
+    logits = model(x)                       # hooks record layer inputs and outputs
+    opt.update_curvature(logits, "cross_entropy")   # sampled-label backward, factors only
+    loss_fn(logits, y).backward()
+    opt.step()
+
+Covered layers: ``nn.Linear`` (any leading weight-sharing dims, R = their product) and
+``nn.Conv2d`` with groups = 1 and numeric padding (R = output pixels), up to ``max_layer_size``
+weights. Bias folded into the factors. Everything else (norms, embeddings, grouped convs, huge
+layers) is updated by NAdamW (``submissions.optimizers.nadamw.nadamw_update``, the same lr and
+weight decay, ``betas``/``eps``), never dropped.
+
+Per covered layer (weight W~ = [W, b] as [D_out, D_in], gradient Gr):
+    factors   every ``factor_every`` (T) steps: A, G from ``factors.py`` (loss-scale
+              convention there: A (x) G ~ GGN of the *mean* loss), EMA with ``factor_decay``
+              (the first update sets the factors);
+    inverses  every ``inverse_every`` (T_inv) steps, ``damping_mode`` "pi" (Cholesky) or
+              "exact" (eigendecomposition), see ``inverse.py``;
+    direction d = (A (x) G + damping)^{-1} Gr; before any curvature exists, d = Gr;
+    KL-clip   (optional) all d scaled by min(1, sqrt(kl_clip / (lr^2 sum <d, Gr>)));
+    momentum  m <- momentum * m + d;   p <- p (1 - lr wd) - lr m   (decoupled decay).
+The lr schedule (warmup + cosine) is the caller's, as for every torch optimizer
+(``submissions.optimizers.schedules``).
+
+Curvature: ``fisher="mc"`` (default) samples targets from the model's predictive
+distribution (categorical for cross-entropy, N(f, I) for MSE) ``mc_samples`` times;
+``fisher="empirical"`` uses the true targets. Either way the backward pass is of the summed
+per-example loss, so g = N dL/ds, matching ``factors.py``. Only the last forward pass of a
+step is recorded. Caveat: the per-example loss here *sums* over positions (tokens, pixels),
+so for a training loss that also averages over P positions the curvature is P times that
+loss's GGN; damping and lr are relative to that.
+
+State (``state_dict``): per weight ``A``, ``G``, their inverses or eigendecompositions,
+``momentum_buffer``; NAdamW's ``exp_avg``/``exp_avg_sq``/``step`` for the rest; the global
+``kfac_step``. Loading continues the same trajectory.
+"""
+import math
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from submissions.optimizers.kfac import factors as kf
+from submissions.optimizers.kfac import inverse as ki
+from submissions.optimizers.nadamw import nadamw_update
+
+FLAVOURS = {"expand": kf.expand_factors, "reduce": kf.reduce_factors}
+
+
+class _Layer:
+    """A covered module: its flavour and what the last recorded forward pass saw."""
+
+    def __init__(self, module: nn.Module, flavour: str):
+        self.module, self.flavour = module, flavour
+        self.a: Optional[torch.Tensor] = None       # [N, R, D_in(+1)], detached
+        self.output: Optional[torch.Tensor] = None  # the module output, in the graph
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.module
+        if isinstance(m, nn.Conv2d):
+            a = kf.conv2d_inputs(x, m.kernel_size, m.stride, m.padding, m.dilation)
+        else:
+            a = kf.linear_inputs(x)
+        return kf.append_ones(a) if m.bias is not None else a
+
+    def output_grads(self, g: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.module, nn.Conv2d):
+            return kf.conv2d_output_grads(g)
+        return kf.linear_output_grads(g)
+
+    def grad_matrix(self) -> torch.Tensor:
+        """[D_out, D_in(+1)]: the weight gradient as a matrix, bias gradient appended."""
+        w = self.module.weight
+        grad = w.grad.reshape(w.shape[0], -1)
+        if self.module.bias is not None:
+            grad = torch.cat([grad, self.module.bias.grad[:, None]], dim=1)
+        return grad
+
+    def apply(self, direction: torch.Tensor, lr: float, weight_decay: float):
+        """p <- p (1 - lr wd) - lr d for the weight and (last column of d) the bias."""
+        w, b = self.module.weight, self.module.bias
+        d_w = direction[:, :-1] if b is not None else direction
+        w.mul_(1.0 - lr * weight_decay).add_(d_w.reshape(w.shape), alpha=-lr)
+        if b is not None:
+            b.mul_(1.0 - lr * weight_decay).add_(direction[:, -1], alpha=-lr)
+
+
+def _coverable(module: nn.Module, max_layer_size: int) -> bool:
+    if not isinstance(module, (nn.Linear, nn.Conv2d)) or not module.weight.requires_grad:
+        return False
+    if isinstance(module, nn.Conv2d) and (module.groups != 1 or isinstance(module.padding, str)
+                                          or module.padding_mode != "zeros"):
+        return False
+    return module.weight.numel() <= max_layer_size
+
+
+class KFAC(torch.optim.Optimizer):
+    """K-FAC with expand/reduce flavours (module docstring has the algorithm).
+
+    Args:
+      model: the network; its Linear/Conv2d layers get forward hooks.
+      flavour: "expand" or "reduce" for every layer; ``layer_flavours`` maps module names
+        (``model.named_modules()``) to a flavour to override it per layer.
+      damping: lambda, added to the curvature of the mean loss (batch-size independent).
+      damping_mode: "pi" (factor-wise pi-heuristic, Cholesky) or "exact" (eigh).
+      factor_every, inverse_every: T and T_inv in steps.
+      max_layer_size: layers with more weights go to the first-order rule.
+      betas, eps: NAdamW's, for the parameters K-FAC does not cover.
+    """
+
+    def __init__(self, model: nn.Module, lr: float = 1e-3, *, flavour: str = "expand",
+                 layer_flavours: Optional[Dict[str, str]] = None, damping: float = 1e-3,
+                 damping_mode: str = "pi", momentum: float = 0.9, weight_decay: float = 0.0,
+                 factor_decay: float = 0.95, factor_every: int = 1, inverse_every: int = 1,
+                 kl_clip: Optional[float] = None, fisher: str = "mc", mc_samples: int = 1,
+                 max_layer_size: int = 4096 * 4096, betas=(0.9, 0.999), eps: float = 1e-8):
+        layer_flavours = dict(layer_flavours or {})
+        for f in [flavour, *layer_flavours.values()]:
+            if f not in FLAVOURS:
+                raise ValueError(f"flavour must be one of {sorted(FLAVOURS)}, got {f!r}")
+        if damping <= 0:
+            raise ValueError("damping must be > 0 (it keeps zero factors invertible)")
+        if damping_mode not in ("pi", "exact"):
+            raise ValueError(f"damping_mode must be 'pi' or 'exact', got {damping_mode!r}")
+        if fisher not in ("mc", "empirical"):
+            raise ValueError(f"fisher must be 'mc' or 'empirical', got {fisher!r}")
+        defaults = dict(lr=lr, damping=damping, momentum=momentum, weight_decay=weight_decay,
+                        betas=tuple(betas), eps=eps)
+        super().__init__([p for p in model.parameters() if p.requires_grad], defaults)
+        self.damping_mode, self.factor_decay, self.kl_clip = damping_mode, factor_decay, kl_clip
+        self.factor_every, self.inverse_every = factor_every, inverse_every
+        self.fisher, self.mc_samples = fisher, mc_samples
+        self.kfac_step = 0
+        self._layers = []
+        self._handles = []
+        for name, module in model.named_modules():
+            if _coverable(module, max_layer_size):
+                layer = _Layer(module, layer_flavours.pop(name, flavour))
+                self._layers.append(layer)
+                self._handles.append(module.register_forward_hook(self._hook(layer)))
+        if layer_flavours:
+            raise ValueError(f"layer_flavours names no covered layer: {sorted(layer_flavours)}")
+        covered = {id(p) for layer in self._layers for p in layer.module.parameters()}
+        self.first_order_params = [p for p in self.param_groups[0]["params"]
+                                   if id(p) not in covered]
+
+    # ------------------------------------------------------------------ curvature
+
+    def _hook(self, layer: _Layer):
+        def hook(module, inputs, output):
+            # Record only when it is used: training-mode forward passes with autograd on, on
+            # the steps that update factors (so other steps hold no extra memory).
+            if (module.training and torch.is_grad_enabled() and output.requires_grad
+                    and self.kfac_step % self.factor_every == 0):
+                layer.a = layer.inputs(inputs[0].detach())
+                layer.output = output
+        return hook
+
+    def _sampled_losses(self, outputs, loss_type, targets):
+        """Summed per-example losses whose output gradients feed G (C of them)."""
+        if loss_type not in ("cross_entropy", "mse"):
+            raise ValueError(f"loss_type must be 'cross_entropy' or 'mse': {loss_type!r}")
+        if self.fisher == "empirical":
+            if targets is None:
+                raise ValueError("fisher='empirical' needs the targets")
+            samples = [targets]
+        else:
+            with torch.no_grad():
+                detached = outputs.detach()
+                if loss_type == "cross_entropy":
+                    probs = torch.softmax(detached.float(), dim=-1).reshape(-1, detached.shape[-1])
+                    samples = [torch.multinomial(probs, 1)[:, 0].reshape(detached.shape[:-1])
+                               for _ in range(self.mc_samples)]
+                else:
+                    samples = [detached + torch.randn_like(detached)
+                               for _ in range(self.mc_samples)]
+        for y in samples:
+            if loss_type == "cross_entropy":
+                yield F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1),
+                                      reduction="sum")
+            else:
+                yield 0.5 * (outputs - y).pow(2).sum()
+
+    def update_curvature(self, outputs: torch.Tensor, loss_type: str = "cross_entropy",
+                         targets: Optional[torch.Tensor] = None) -> bool:
+        """Update the factors from the recorded forward pass (a no-op off factor steps).
+
+        outputs: the model's outputs [N, ..., K] (classes / regression dims last). Gradients
+        go through ``torch.autograd.grad`` to the recorded layer outputs only, so ``.grad``
+        is untouched and the graph is kept for the training backward. Returns whether the
+        factors were updated.
+        """
+        layers = [layer for layer in self._layers if layer.output is not None]
+        if not layers or self.kfac_step % self.factor_every != 0:
+            return False
+        losses = list(self._sampled_losses(outputs, loss_type, targets))
+        grads = [[] for _ in layers]
+        for loss in losses:
+            gs = torch.autograd.grad(loss, [layer.output for layer in layers],
+                                     retain_graph=True, allow_unused=True)
+            for i, (layer, g) in enumerate(zip(layers, gs)):
+                if g is None:
+                    g = torch.zeros_like(layer.output)
+                grads[i].append(layer.output_grads(g.detach()))
+        with torch.no_grad():
+            for layer, gs in zip(layers, grads):
+                # C backward passes averaged: the sum over C of (g / sqrt(C)) (g / sqrt(C))^T.
+                g = torch.stack(gs) / math.sqrt(len(gs))
+                A, G = FLAVOURS[layer.flavour](layer.a, g.to(layer.a.dtype))
+                self._ema(layer.module.weight, A, G)
+                layer.a = layer.output = None
+        return True
+
+    def _ema(self, weight, A, G):
+        state = self.state[weight]
+        if "A" not in state:  # the first update sets the factors (no bias toward zero)
+            state["A"], state["G"] = A, G
+        else:
+            state["A"].mul_(self.factor_decay).add_(A, alpha=1 - self.factor_decay)
+            state["G"].mul_(self.factor_decay).add_(G, alpha=1 - self.factor_decay)
+
+    # ----------------------------------------------------------------------- step
+
+    def _refresh_inverses(self, state, damping):
+        A, G = state["A"], state["G"]
+        if self.damping_mode == "pi":
+            d_a, d_g = ki.pi_split(A, G, damping)
+            state["A_inv"], state["G_inv"] = ki.damped_inverse(A, d_a), ki.damped_inverse(G, d_g)
+        else:
+            (state["A_eigvals"], state["A_eigvecs"]), (state["G_eigvals"], state["G_eigvecs"]) = (
+                ki.eigh(A), ki.eigh(G))
+
+    def precondition(self, layer: _Layer, grad: torch.Tensor, damping: float) -> torch.Tensor:
+        """grad [D_out, D_in(+1)] -> (A (x) G + damping)^{-1} grad (grad itself before any
+        curvature exists)."""
+        state = self.state[layer.module.weight]
+        if self.damping_mode == "pi" and "A_inv" in state:
+            return ki.precondition_pi(grad, state["A_inv"], state["G_inv"])
+        if self.damping_mode == "exact" and "A_eigvals" in state:
+            return ki.precondition_exact(grad, state["A_eigvals"], state["A_eigvecs"],
+                                         state["G_eigvals"], state["G_eigvecs"], damping)
+        return grad
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        group = self.param_groups[0]
+        lr, damping, wd = group["lr"], group["damping"], group["weight_decay"]
+        refresh = self.kfac_step % self.inverse_every == 0
+        updates = []
+        for layer in self._layers:
+            if layer.module.weight.grad is None:
+                continue
+            state = self.state[layer.module.weight]
+            if "A" in state and (refresh or ("A_inv" not in state and "A_eigvals" not in state)):
+                self._refresh_inverses(state, damping)
+            grad = layer.grad_matrix()
+            updates.append((layer, grad, self.precondition(layer, grad, damping)))
+        scale = 1.0
+        if self.kl_clip is not None and updates:
+            vg = sum((d * g).sum().item() for _, g, d in updates) * lr ** 2
+            if vg > 0:
+                scale = min(1.0, math.sqrt(self.kl_clip / vg))
+        for layer, _, direction in updates:
+            state = self.state[layer.module.weight]
+            if group["momentum"] > 0:
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(direction)
+                buf = state["momentum_buffer"]
+                buf.mul_(group["momentum"]).add_(direction, alpha=scale)
+                direction, scale_now = buf, 1.0
+            else:
+                scale_now = scale
+            layer.apply(direction * scale_now, lr, wd)
+        self._first_order_step(group)
+        self.kfac_step += 1
+        return loss
+
+    def _first_order_step(self, group):
+        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for p in self.first_order_params:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+            state["step"] += 1
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(int(state["step"].item()))
+        if params:
+            beta1, beta2 = group["betas"]
+            nadamw_update(params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"],
+                          beta1=beta1, beta2=beta2, eps=group["eps"],
+                          weight_decay=group["weight_decay"])
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def state_dict(self):
+        sd = super().state_dict()
+        sd["kfac_step"] = self.kfac_step
+        return sd
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        self.kfac_step = int(state_dict.pop("kfac_step", 0))
+        super().load_state_dict(state_dict)
+
+    def remove_hooks(self):
+        """Detach from the model (the optimizer can no longer update factors)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []

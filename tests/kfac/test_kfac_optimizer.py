@@ -1,0 +1,160 @@
+"""The KFAC optimizer: its step is the dense damped Kronecker solve, training gradients are
+untouched, zero factors are safe, uncovered parameters get NAdamW, checkpoints resume."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from submissions.optimizers.kfac import append_ones, expand_factors, reduce_factors
+from submissions.optimizers.kfac.inverse import damped_inverse, pi_split
+from submissions.optimizers.kfac.optimizer import KFAC
+
+DT = torch.float64
+
+
+def mse_step(model, opt, x, y):
+    """One step on L = 1/N sum_n 1/2 ||f_n - y_n||^2 with the empirical Fisher."""
+    opt.zero_grad()
+    out = model(x)
+    opt.update_curvature(out, "mse", targets=y)
+    (0.5 * (out - y).pow(2).sum() / x.shape[0]).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("flavour", ["expand", "reduce"])
+@pytest.mark.parametrize("damping_mode", ["pi", "exact"])
+def test_step_is_the_dense_damped_kronecker_solve(flavour, damping_mode):
+    """Linear layer with weight sharing (x [N, R, D_in]), MSE, momentum 0, lr 1: the step is
+    -(A (x) G + damping)^{-1} grad, solved densely; A, G are the factor functions' output on
+    the layer input and the per-example output gradient f - y."""
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3).to(DT)
+    x, y = torch.randn(6, 5, 4, dtype=DT), torch.randn(6, 5, 3, dtype=DT)
+    damping = 0.1
+    opt = KFAC(layer, lr=1.0, flavour=flavour, damping=damping, damping_mode=damping_mode,
+               momentum=0.0, fisher="empirical")
+    w_old = torch.cat([layer.weight, layer.bias[:, None]], 1).detach().clone()
+    with torch.no_grad():
+        g_out = layer(x) - y  # d(sum of per-example losses)/ds
+    A, G = {"expand": expand_factors, "reduce": reduce_factors}[flavour](append_ones(x), g_out)
+    mse_step(layer, opt, x, y)
+    state = opt.state[layer.weight]
+    assert torch.allclose(state["A"], A) and torch.allclose(state["G"], G)
+    grad = torch.cat([layer.weight.grad, layer.bias.grad[:, None]], 1)
+    w_new = torch.cat([layer.weight, layer.bias[:, None]], 1).detach()
+    vec = grad.flatten()  # row-major: the curvature is kron(G, A)
+    if damping_mode == "exact":
+        dense = torch.kron(G, A) + damping * torch.eye(vec.numel(), dtype=DT)
+    else:
+        d_a, d_g = pi_split(A, G, damping)
+        dense = torch.kron(G + d_g * torch.eye(3, dtype=DT), A + d_a * torch.eye(5, dtype=DT))
+    expected = torch.linalg.solve(dense, vec).reshape(grad.shape)
+    assert torch.allclose(w_old - w_new, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_training_gradients_are_untouched():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 4))
+    twin = copy.deepcopy(model)
+    opt = KFAC(model, mc_samples=3)
+    x, y = torch.randn(7, 5), torch.randint(0, 4, (7,))
+    out = model(x)
+    assert opt.update_curvature(out, "cross_entropy")
+    F.cross_entropy(out, y).backward()
+    F.cross_entropy(twin(x), y).backward()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(p.grad, q.grad)
+
+
+@pytest.mark.parametrize("damping_mode", ["pi", "exact"])
+def test_zero_initialised_head_gives_finite_steps(damping_mode):
+    """A zero head makes every G below it exactly zero: no crash, no NaN, and training moves."""
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    nn.init.zeros_(model[2].weight)
+    nn.init.zeros_(model[2].bias)
+    opt = KFAC(model, lr=0.1, damping=1e-3, damping_mode=damping_mode)
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    for i in range(3):
+        opt.zero_grad()
+        out = model(x)
+        opt.update_curvature(out, "cross_entropy")
+        F.cross_entropy(out, y).backward()
+        opt.step()
+        if i == 0:  # the layer below the zero head has G exactly zero
+            assert float(opt.state[model[0].weight]["G"].abs().max()) == 0.0
+    for p in model.parameters():
+        assert torch.isfinite(p).all()
+    assert model[2].weight.abs().sum() > 0
+
+
+def test_uncovered_parameters_get_nadamw_and_layers_are_classified():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1, groups=2),
+                          nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(4 * 25, 3))
+    opt = KFAC(model, lr=1e-2, flavour="reduce", layer_flavours={"4": "expand"})
+    covered = {id(layer.module) for layer in opt._layers}
+    assert covered == {id(model[0]), id(model[4])}
+    assert {id(p) for p in opt.first_order_params} == {
+        id(model[1].weight), id(model[1].bias), id(model[2].weight), id(model[2].bias)}
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(5, 2, 5, 5), torch.randint(0, 3, (5,))
+    out = model(x)
+    opt.update_curvature(out, "cross_entropy")
+    F.cross_entropy(out, y).backward()
+    opt.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert "exp_avg" in opt.state[model[2].weight] and "A" in opt.state[model[0].weight]
+    assert opt.state[model[0].weight]["A"].shape == (2 * 9 + 1, 2 * 9 + 1)
+    with pytest.raises(ValueError):
+        KFAC(model, layer_flavours={"2": "expand"})  # GroupNorm is not a covered layer
+
+
+def train(model, opt, steps, seed):
+    torch.manual_seed(seed)
+    x, y = torch.randn(12, 3, 5), torch.randint(0, 4, (12, 3))
+    for _ in range(steps):
+        opt.zero_grad()
+        out = model(x)
+        opt.update_curvature(out, "cross_entropy")  # samples from the global generator
+        F.cross_entropy(out.reshape(-1, 4), y.reshape(-1)).backward()
+        opt.step()
+
+
+def make(seed=4):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.Linear(6, 4))
+    return model, KFAC(model, lr=0.05, weight_decay=0.01, factor_every=2, inverse_every=3,
+                       kl_clip=1e-2)
+
+
+def test_state_dict_round_trip_continues_the_same_trajectory():
+    model, opt = make()
+    train(model, opt, 4, seed=10)
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_opt = copy.deepcopy(opt.state_dict())
+    train(model, opt, 5, seed=11)
+    model2, opt2 = make(seed=99)  # different init: everything must come from the checkpoint
+    model2.load_state_dict(saved_model)
+    opt2.load_state_dict(saved_opt)
+    assert opt2.kfac_step == 4
+    train(model2, opt2, 5, seed=11)
+    for p, q in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_damped_inverse_falls_back_to_float64():
+    """Singular float32 factor with a damping float32 cannot resolve (1 + 1e-12 == 1):
+    float32 Cholesky fails, the float64 retry gives the right (float32) inverse."""
+    m = torch.ones(2, 2)
+    damping = 1e-12
+    assert torch.linalg.cholesky_ex(m + damping * torch.eye(2))[1].item() != 0
+    inv = damped_inverse(m, damping)
+    assert inv.dtype == torch.float32 and torch.isfinite(inv).all()
+    ref = torch.linalg.inv(m.double() + damping * torch.eye(2, dtype=DT))
+    assert torch.allclose(inv.double(), ref, rtol=1e-4)
+    zero = damped_inverse(torch.zeros(3, 3), 0.5)
+    assert torch.allclose(zero, 2 * torch.eye(3))
+    assert pi_split(torch.zeros(3, 3), torch.eye(2), 4.0) == (2.0, 2.0)
