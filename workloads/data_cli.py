@@ -50,6 +50,17 @@ def _prepare_mnist_tiny(args: PrepareArgs) -> Path:
     return mnist.ensure_mnist_tiny(args.data_dir, seed=args.seed, overwrite=args.overwrite)
 
 
+def _prepare_cifar10(args: PrepareArgs) -> Path:
+    from workloads.datasets import cifar10
+    return cifar10.prepare_cifar10(args.data_dir, tfds_data_dir=args.tfds_data_dir,
+                                   overwrite=args.overwrite)
+
+
+def _prepare_cifar10_tiny(args: PrepareArgs) -> Path:
+    from workloads.datasets import cifar10
+    return cifar10.ensure_cifar10_tiny(args.data_dir, seed=args.seed, overwrite=args.overwrite)
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     description: str
@@ -64,6 +75,9 @@ DATASETS: Dict[str, Dataset] = {
                      _prepare_mnist),
     "mnist_tiny": Dataset("mnist_tiny, generated from --seed (no download)",
                           _prepare_mnist_tiny, idempotent=True),
+    "cifar10": Dataset("CIFAR-10 45k/5k/10k, from tensorflow-datasets", _prepare_cifar10),
+    "cifar10_tiny": Dataset("cifar10_tiny, generated from --seed (no download)",
+                            _prepare_cifar10_tiny, idempotent=True),
 }
 
 

@@ -13,6 +13,14 @@ WORKLOADS: Dict[str, tuple] = {
               {"pytorch": "workloads.mnist.pytorch:MnistWorkload"}),
     "mnist_tiny": ("workloads.mnist.definition:MnistTinyDefinition",
                    {"pytorch": "workloads.mnist.pytorch:MnistTinyWorkload"}),
+    "cifar_wrn": ("workloads.cifar_wrn.definition:CifarWrnDefinition",
+                  {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnWorkload"}),
+    "cifar_wrn_silu": ("workloads.cifar_wrn.definition:CifarWrnSiluDefinition",
+                       {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnSiluWorkload"}),
+    "cifar_wrn_groupnorm": ("workloads.cifar_wrn.definition:CifarWrnGroupNormDefinition",
+                            {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnGroupNormWorkload"}),
+    "cifar_wrn_tiny": ("workloads.cifar_wrn.definition:CifarWrnTinyDefinition",
+                       {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnTinyWorkload"}),
 }
 
 # Where generated (tiny-tier) data goes when --data_dir is not given.
