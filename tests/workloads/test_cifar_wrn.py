@@ -1,10 +1,13 @@
 """cifar_wrn: the WRN model, the CIFAR-10 loader and augmentation, and the workloads (fast)."""
+import sys
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from algoperf import random_utils, spec
+from tests.conftest import run_cli
 from workloads import data_cli, registry
 from workloads.cifar_wrn.models import WideResNet
 from workloads.cifar_wrn.pytorch import CifarWrnWorkload
@@ -215,3 +218,49 @@ def test_registry_and_data_command_know_every_cifar_workload():
     assert registry.get_workload("cifar_wrn_silu").activation == "silu"
     assert registry.get_workload("cifar_wrn_groupnorm").norm == "group"
     assert {"cifar10", "cifar10_tiny"} <= set(data_cli.DATASETS)
+
+
+# --- preparing -------------------------------------------------------------------------------
+class FakeTfds:
+    """Stands in for tensorflow_datasets: ``load('cifar10', split='train[a:b]', ...)``."""
+
+    def __init__(self, train, test):
+        self.data = {"train": train, "test": test}
+        self.__version__ = "fake"
+
+    def load(self, name, split, as_supervised, shuffle_files, batch_size, **kwargs):
+        assert name == "cifar10" and as_supervised and not shuffle_files and batch_size == -1
+        base, _, rest = split.partition("[")
+        arrays = self.data[base]
+        if rest:
+            lo, _, hi = rest.rstrip("]").partition(":")
+            arrays = {k: v[int(lo or 0):int(hi) if hi else None] for k, v in arrays.items()}
+        return arrays["images"], arrays["labels"]
+
+    def as_numpy(self, ds):
+        return ds
+
+
+def test_prepare_holds_out_the_last_train_images_as_validation(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    train = {"images": rng.integers(0, 256, (50, 32, 32, 3), dtype=np.uint8),
+             "labels": rng.integers(0, 10, 50)}
+    test = {"images": rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8),
+            "labels": rng.integers(0, 10, 10)}
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets",
+                        FakeTfds(train, test))
+    monkeypatch.setattr(cifar10, "NUM_TRAIN_EXAMPLES", 45)
+    monkeypatch.setattr(cifar10, "SIZES", {"train": 45, "validation": 5, "test": 10})
+    cifar10.prepare_cifar10(tmp_path)
+    got = {s: cifar10.load_cifar10(tmp_path, s) for s in ("train", "validation", "test")}
+    np.testing.assert_array_equal(got["train"]["images"], train["images"][:45])
+    np.testing.assert_array_equal(got["validation"]["images"], train["images"][45:])
+    np.testing.assert_array_equal(got["validation"]["labels"], train["labels"][45:])
+    np.testing.assert_array_equal(got["test"]["labels"], test["labels"])
+
+
+def test_data_command_without_tensorflow_datasets_says_what_to_install(tmp_path):
+    out = run_cli("data", "--dataset=cifar10", f"--data_dir={tmp_path}", timeout=120)
+    if out.returncode == 0:
+        pytest.skip("tensorflow-datasets is installed here")
+    assert "tensorflow-datasets" in out.stderr and not (tmp_path / "cifar10").exists()
