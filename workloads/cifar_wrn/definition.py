@@ -76,7 +76,14 @@ class CifarWrnTinyDefinition(CifarWrnDefinition):
     """WRN-10-1 (77,850 parameters) on generated cifar10_tiny (``workloads.datasets.cifar10``):
     5,000 train / 1,000 validation / 1,000 test images, 32x32x3 like CIFAR-10.
 
-    Targets, budget and step_hint: see ``calibrate_tiny_targets`` and ``tiny_targets.json``.
+    Targets from ``calibrate_tiny_targets`` (results in ``tiny_targets.json``): the NAdamW
+    baseline at its fixed point, batch 128, 3 seeds, 250 steps each, never stopping. Best
+    validation accuracy 0.964-0.966 (median 0.965) -> validation target 0.96 - 0.02 = 0.94,
+    first reached at steps 114 / 154 / 130 (42-58 s of submission time on two busy CPU cores,
+    one torch thread, ~0.37 s a step); test accuracy there 0.94-0.952 -> test target 0.94.
+    For scale: a linear classifier on the pixels plateaus at ~0.86 validation accuracy.
+    Budget 120 s: about 2-3x the time to target, as for mnist_tiny. step_hint 250: the
+    calibration's schedule length (cosine to zero at step 250).
     """
 
     name = "cifar_wrn_tiny"
@@ -89,8 +96,8 @@ class CifarWrnTinyDefinition(CifarWrnDefinition):
     num_validation_examples = cifar10.TINY_SIZES["validation"]
     num_test_examples = cifar10.TINY_SIZES["test"]
     eval_batch_size = 512  # 1,000 = 512 + a padded partial batch of 488
-    validation_target_value = 0.9
-    test_target_value = 0.9
+    validation_target_value = 0.94
+    test_target_value = 0.94
     max_allowed_runtime_sec = 120
     eval_period_time_sec = 10
     step_hint = 250

@@ -25,7 +25,12 @@ prototype, flips it horizontally with probability 1/2 (so flip augmentation keep
 right), shifts it circularly by up to 4 pixels, scales its contrast, and adds a fresh
 random smooth "background" pattern from the same family (so no single pixel or mean colour
 gives the class away), a per-channel brightness offset and pixel noise; then it is quantised
-to uint8. Sizes ``TINY_SIZES``. Same seed, same bytes.
+to uint8. Sizes ``TINY_SIZES``. Same seed, same bytes. Generation takes about 3 s.
+
+Learnability (seed 0): WRN-10-1 with NAdamW reaches 0.94 validation accuracy in 114-154 steps
+of batch 128 and ~0.965 by step 250 (``workloads/cifar_wrn/tiny_targets.json``); a linear
+classifier on the normalised pixels (Adam, full batch) plateaus at ~0.86 while fitting the
+training set: the class is in the shape of the pattern, wherever it sits, not in any pixel.
 """
 from pathlib import Path
 from typing import Dict, Mapping, Optional
