@@ -37,8 +37,8 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from workloads.datasets.prepared import (DatasetError, PathLike, dataset_dir, read_meta,
-                                         read_prepared, write_prepared)
+from workloads.datasets.prepared import (DatasetError, PathLike, read_image_classification,
+                                         read_meta, write_prepared)
 
 NAME = "cifar10"
 TINY_NAME = "cifar10_tiny"
@@ -77,20 +77,8 @@ def load_cifar10(data_dir: PathLike, split: str, check_sizes: bool = True) -> Di
 
 def _load(data_dir: PathLike, name: str, split: str, expected: Optional[int],
           hint: Optional[str]) -> Dict[str, np.ndarray]:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; {name} has {SPLITS}")
-    arrays = read_prepared(data_dir, name, split, expected_num_examples=expected,
-                           prepare_hint=hint)
-    folder = dataset_dir(data_dir, name)
-    for key, dtype, trailing in (("images", np.uint8, IMAGE_SHAPE), ("labels", np.int64, ())):
-        if key not in arrays:
-            raise DatasetError(f"{folder}: split {split!r} has no {key!r} array")
-        a = arrays[key]
-        if a.dtype != dtype or a.shape[1:] != trailing:
-            want = ", ".join(["N", *map(str, trailing)])
-            raise DatasetError(f"{folder}/{split}/{key}.npy: {a.dtype} {list(a.shape)}, "
-                               f"expected {np.dtype(dtype).name} [{want}]")
-    return {"images": arrays["images"], "labels": arrays["labels"]}
+    return read_image_classification(data_dir, name, split, IMAGE_SHAPE, SPLITS, expected,
+                                     hint)
 
 
 # ----------------------------------------------------------------------------------------

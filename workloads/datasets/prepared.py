@@ -400,3 +400,26 @@ def read_prepared(data_dir: PathLike, name: str, split: str,
                                      allow_pickle=False)
     return arrays
 
+
+def read_image_classification(data_dir: PathLike, name: str, split: str,
+                              image_shape: Tuple[int, ...], splits: Tuple[str, ...],
+                              expected_num_examples: Optional[int] = None,
+                              prepare_hint: Optional[str] = None) -> Dict[str, np.ndarray]:
+    """A split of an image-classification dataset: ``{"images": uint8 [N, *image_shape],
+    "labels": int64 [N]}`` (read-only memory maps), with one clear error per problem."""
+    if split not in splits:
+        raise ValueError(f"unknown split {split!r}; {name} has {splits}")
+    arrays = read_prepared(data_dir, name, split, expected_num_examples=expected_num_examples,
+                           prepare_hint=prepare_hint)
+    folder = dataset_dir(data_dir, name)
+    for key, dtype, trailing in (("images", np.uint8, tuple(image_shape)),
+                                 ("labels", np.int64, ())):
+        if key not in arrays:
+            raise DatasetError(f"{folder}: split {split!r} has no {key!r} array")
+        a = arrays[key]
+        if a.dtype != dtype or a.shape[1:] != trailing:
+            want = ", ".join(["N", *map(str, trailing)])
+            raise DatasetError(f"{folder}/{split}/{key}.npy: {a.dtype} {list(a.shape)}, "
+                               f"expected {np.dtype(dtype).name} [{want}]")
+    return {"images": arrays["images"], "labels": arrays["labels"]}
+
