@@ -63,30 +63,7 @@ class NAdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("NAdamW does not support sparse gradients")
-                state = self.state[p]
-                if not state:
-                    # 'step' is a CPU float tensor, as in torch.optim, so reading it never
-                    # synchronises a GPU and state_dict() round-trips like AdamW's.
-                    state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                params.append(p)
-                grads.append(p.grad)
-                exp_avgs.append(state["exp_avg"])
-                exp_avg_sqs.append(state["exp_avg_sq"])
-                steps.append(int(state["step"].item()))
-            if params:
-                beta1, beta2 = group["betas"]
-                nadamw_update(params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"],
-                              beta1=beta1, beta2=beta2, eps=group["eps"],
-                              weight_decay=group["weight_decay"])
+            nadamw_step(group["params"], self.state, group)
         return loss
 
 
@@ -116,3 +93,33 @@ def nadamw_update(params: List[torch.Tensor], grads: List[torch.Tensor],
     # p <- p - lr / (1 - b1^t) * n / denom.
     torch._foreach_addcdiv_(params, lookahead, denom,
                             [-lr / (1.0 - beta1 ** t) for t in steps])
+
+
+def nadamw_step(parameters, state: dict, group: dict) -> None:
+    """One NAdamW step for ``parameters`` with gradients, their per-parameter ``state``
+    (created on first use) and the hyperparameters of ``group`` (lr, betas, eps,
+    weight_decay). Shared by ``NAdamW`` and other optimizers' first-order fallbacks."""
+    params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise RuntimeError("NAdamW does not support sparse gradients")
+        p_state = state[p]
+        if not p_state:
+            # 'step' is a CPU float tensor, as in torch.optim, so reading it never
+            # synchronises a GPU and state_dict() round-trips like AdamW's.
+            p_state["step"] = torch.tensor(0.0)
+            p_state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            p_state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        p_state["step"] += 1
+        params.append(p)
+        grads.append(p.grad)
+        exp_avgs.append(p_state["exp_avg"])
+        exp_avg_sqs.append(p_state["exp_avg_sq"])
+        steps.append(int(p_state["step"].item()))
+    if params:
+        beta1, beta2 = group["betas"]
+        nadamw_update(params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"], beta1=beta1,
+                      beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"])
+

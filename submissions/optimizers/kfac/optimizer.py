@@ -12,7 +12,7 @@ all-reduce of them, are exactly those of the loss):
 Covered layers: ``nn.Linear`` (any leading weight-sharing dims, R = their product) and
 ``nn.Conv2d`` with groups = 1 and numeric padding (R = output pixels), up to ``max_layer_size``
 weights. Bias folded into the factors. Everything else (norms, embeddings, grouped convs, huge
-layers) is updated by NAdamW (``submissions.optimizers.nadamw.nadamw_update``, the same lr and
+layers) is updated by NAdamW (``submissions.optimizers.nadamw.nadamw_step``, the same lr and
 weight decay, ``betas``/``eps``), never dropped.
 
 Per covered layer (weight W~ = [W, b] as [D_out, D_in], gradient Gr):
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from submissions.optimizers.kfac import factors as kf
 from submissions.optimizers.kfac import inverse as ki
-from submissions.optimizers.nadamw import nadamw_update
+from submissions.optimizers.nadamw import nadamw_step
 
 FLAVOURS = {"expand": kf.expand_factors, "reduce": kf.reduce_factors}
 
@@ -286,26 +286,7 @@ class KFAC(torch.optim.Optimizer):
         return loss
 
     def _first_order_step(self, group):
-        params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
-        for p in self.first_order_params:
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            if not state:
-                state["step"] = torch.tensor(0.0)
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
-            state["step"] += 1
-            params.append(p)
-            grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
-            exp_avg_sqs.append(state["exp_avg_sq"])
-            steps.append(int(state["step"].item()))
-        if params:
-            beta1, beta2 = group["betas"]
-            nadamw_update(params, grads, exp_avgs, exp_avg_sqs, steps, lr=group["lr"],
-                          beta1=beta1, beta2=beta2, eps=group["eps"],
-                          weight_decay=group["weight_decay"])
+        nadamw_step(self.first_order_params, self.state, group)
 
     # ---------------------------------------------------------------- checkpoints
 
