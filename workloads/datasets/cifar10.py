@@ -37,6 +37,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
+from workloads.datasets.tfds_source import image_splits_from_tfds
 from workloads.datasets.prepared import (DatasetError, PathLike, read_image_classification,
                                          read_meta, write_prepared)
 
@@ -140,25 +141,8 @@ def prepare_cifar10(out_dir: PathLike, tfds_data_dir: Optional[PathLike] = None,
     except ImportError as e:
         raise DatasetError("preparing CIFAR-10 needs tensorflow-datasets "
                            f"(pip install 'algoperf[data]') ({e})")
-    kwargs = {"data_dir": str(tfds_data_dir)} if tfds_data_dir is not None else {}
-
-    def load(tfds_split: str) -> Dict[str, np.ndarray]:
-        ds = tfds.load("cifar10", split=tfds_split, as_supervised=True, shuffle_files=False,
-                       batch_size=-1, **kwargs)  # the whole split as one (image, label) pair
-        images, labels = tfds.as_numpy(ds)
-        return {"images": np.asarray(images, dtype=np.uint8).reshape(-1, *IMAGE_SHAPE),
-                "labels": np.asarray(labels, dtype=np.int64)}
-
-    splits = {"train": load(f"train[:{NUM_TRAIN_EXAMPLES}]"),
-              "validation": load(f"train[{NUM_TRAIN_EXAMPLES}:]"),
-              "test": load("test")}
-    for split, arrays in splits.items():
-        if len(arrays["labels"]) != SIZES[split]:
-            raise DatasetError(f"tfds cifar10 {split}: {len(arrays['labels'])} examples, "
-                               f"expected {SIZES[split]}")
-    extra = {"source": "tfds", "tfds_version": getattr(tfds, "__version__", "unknown"),
-             "split_rule": f"train = tfds train[:{NUM_TRAIN_EXAMPLES}], validation = tfds "
-                           f"train[{NUM_TRAIN_EXAMPLES}:], test = tfds test (stored order)"}
+    splits, extra = image_splits_from_tfds(tfds, "cifar10", NUM_TRAIN_EXAMPLES, IMAGE_SHAPE,
+                                           tfds_data_dir, expected_sizes=SIZES)
     return write_prepared(out_dir, NAME, splits, extra_meta=extra, overwrite=overwrite)
 
 

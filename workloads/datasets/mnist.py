@@ -65,6 +65,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from workloads.datasets import idx
+from workloads.datasets.tfds_source import image_splits_from_tfds
 from workloads.datasets.prepared import (DatasetError, PathLike, read_image_classification,
                                          read_meta, write_prepared)
 
@@ -218,23 +219,8 @@ def _splits_from_tfds(tfds_data_dir: Optional[PathLike]):
             "preparing MNIST from tensorflow-datasets needs it installed "
             "(pip install 'algoperf[data]'), or pass --source_dir with the four IDX files "
             f"({', '.join(IDX_FILES.values())}) ({e})")
-    kwargs = {"data_dir": str(tfds_data_dir)} if tfds_data_dir is not None else {}
-
-    def load(tfds_split: str):
-        ds = tfds.load("mnist", split=tfds_split, as_supervised=True, shuffle_files=False,
-                       batch_size=-1, **kwargs)  # the whole split as one (image, label) pair
-        images, labels = tfds.as_numpy(ds)
-        return {"images": np.asarray(images, dtype=np.uint8).reshape(-1, *IMAGE_SHAPE),
-                "labels": np.asarray(labels, dtype=np.int64)}
-
     # AlgoPerf's slices of the official train split, in TFDS's stored order.
-    splits = {"train": load(f"train[:{NUM_TRAIN_EXAMPLES}]"),
-              "validation": load(f"train[{NUM_TRAIN_EXAMPLES}:]"),
-              "test": load("test")}
-    extra = {"source": "tfds", "tfds_version": getattr(tfds, "__version__", "unknown"),
-             "split_rule": f"train = tfds train[:{NUM_TRAIN_EXAMPLES}], validation = tfds "
-                           f"train[{NUM_TRAIN_EXAMPLES}:], test = tfds test"}
-    return splits, extra
+    return image_splits_from_tfds(tfds, "mnist", NUM_TRAIN_EXAMPLES, IMAGE_SHAPE, tfds_data_dir)
 
 
 # ----------------------------------------------------------------------------------------
