@@ -264,21 +264,3 @@ def test_data_command_without_tensorflow_datasets_says_what_to_install(tmp_path)
     if out.returncode == 0:
         pytest.skip("tensorflow-datasets is installed here")
     assert "tensorflow-datasets" in out.stderr and not (tmp_path / "cifar10").exists()
-
-
-def test_target_setting_rule_on_recorded_trajectories():
-    from workloads.cifar_wrn.calibrate_tiny_targets import summarise
-
-    def run(*evals):
-        return {"evals": [{"step": i, "time_s": i, "validation": v, "test": t}
-                          for i, (v, t) in enumerate(evals)]}
-    runs = [run((0.5, 0.5), (0.966, 0.95)), run((0.95, 0.93), (0.964, 0.97)),
-            run((0.7, 0.6), (0.965, 0.96))]
-    # AlgoPerf's rule: median best validation; worst test at the first hit.
-    exact = summarise([dict(r) for r in runs], margin=0.0, decimals=4)
-    assert exact["validation_target"] == 0.965
-    assert exact["test_target"] == 0.95  # run 2 (best 0.964) never reaches 0.965
-    assert [r["validation_hit"] is not None for r in exact["runs"]] == [True, False, True]
-    # The tiny tier's: 0.965 - 0.02 -> 0.94; run 2 hits at its first eval with test 0.93.
-    tiny = summarise([dict(r) for r in runs], margin=0.02, decimals=2)
-    assert tiny["validation_target"] == 0.94 and tiny["test_target"] == 0.93

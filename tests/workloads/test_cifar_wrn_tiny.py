@@ -8,7 +8,7 @@ import pytest
 
 from algoperf import experiment
 from tests.conftest import REPO
-from workloads.cifar_wrn.calibrate_tiny_targets import TINY_POINT
+from workloads.target_setting import TINY_POINT
 from workloads.cifar_wrn.definition import CifarWrnTinyDefinition
 
 

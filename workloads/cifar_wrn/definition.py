@@ -76,7 +76,8 @@ class CifarWrnTinyDefinition(CifarWrnDefinition):
     """WRN-10-1 (77,850 parameters) on generated cifar10_tiny (``workloads.datasets.cifar10``):
     5,000 train / 1,000 validation / 1,000 test images, 32x32x3 like CIFAR-10.
 
-    Targets from ``calibrate_tiny_targets`` (results in ``tiny_targets.json``): the NAdamW
+    Targets from ``python -m workloads.target_setting --workload cifar_wrn_tiny --seeds 3
+    --out workloads/cifar_wrn/tiny_targets.json`` (results in that file): the NAdamW
     baseline at its fixed point, batch 128, 3 seeds, 250 steps each, never stopping. Best
     validation accuracy 0.964-0.966 (median 0.965) -> validation target 0.96 - 0.02 = 0.94,
     first reached at steps 114 / 154 / 130 (42-58 s of submission time on two busy CPU cores,

@@ -27,8 +27,8 @@ class MnistDefinition(WorkloadDefinition):
 class MnistTinyDefinition(MnistDefinition):
     """The same model on data the project generates (``workloads.datasets.mnist``).
 
-    Sizes follow ``generate_mnist_tiny``'s defaults. Targets from
-    ``calibrate_tiny_targets`` (results in ``tiny_targets.json``): validation 0.97 as for
+    Sizes follow ``generate_mnist_tiny``'s defaults. Targets from ``workloads.target_setting``
+    (command and results in ``tiny_targets.json``): validation 0.97 as for
     mnist; test 0.955, the worst test accuracy of 5 NAdamW runs at the eval where they first
     reached 0.97 validation (reached at 1,200-2,012 steps, 2.5-3.5 s on two CPU cores).
     Budget: 15 s, about 5x that time and ~3x the 2,000-step schedule the baselines use (a

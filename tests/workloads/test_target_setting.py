@@ -1,0 +1,49 @@
+"""AlgoPerf's target-setting rule (workloads.target_setting) on hand-made trajectories."""
+import pytest
+
+from workloads.target_setting import summarise
+
+
+def run(seed, *evals):
+    return {"seed": seed, "evals": [{"step": i, "time_s": i, "validation": v, "test": t}
+                                    for i, (v, t) in enumerate(evals)]}
+
+
+ACCURACY_RUNS = [run(0, (0.5, 0.5), (0.966, 0.95)), run(1, (0.95, 0.93), (0.964, 0.97)),
+                 run(2, (0.7, 0.6), (0.965, 0.96))]
+
+
+def test_median_best_validation_and_worst_test_at_the_first_hit():
+    exact = summarise(ACCURACY_RUNS, margin=0.0, decimals=4)
+    assert exact["validation_target"] == 0.965
+    assert exact["test_target"] == 0.95  # seed 1 (best 0.964) never reaches 0.965
+    assert [r["validation_hit"] is not None for r in exact["runs"]] == [True, False, True]
+
+
+def test_tiny_margin_moves_the_target_to_the_easy_side():
+    # 0.965 - 0.02 -> 0.94 (rounded down); seed 1 now hits at its first eval, test 0.93.
+    tiny = summarise(ACCURACY_RUNS, margin=0.02, decimals=2)
+    assert tiny["validation_target"] == 0.94 and tiny["test_target"] == 0.93
+
+
+def test_lower_is_better_metric_flips_every_comparison():
+    # An error rate: best = min, test target = the *largest* error at the first hit.
+    runs = [run(0, (0.4, 0.45), (0.10, 0.12)), run(1, (0.3, 0.31), (0.12, 0.14)),
+            run(2, (0.2, 0.25), (0.11, 0.13))]
+    exact = summarise(runs, margin=0.0, decimals=4, lower_better=True)
+    assert exact["validation_target"] == 0.11
+    assert exact["test_target"] == 0.13  # seed 1 never gets to 0.11; seeds 0, 2: 0.12, 0.13
+    eased = summarise(runs, margin=0.005, decimals=2, lower_better=True)
+    assert eased["validation_target"] == 0.12  # 0.115 rounded *up*
+    assert eased["test_target"] == 0.14  # now seed 1 hits too, at test 0.14
+
+
+def test_fixed_validation_target_only_derives_the_test_target():
+    fixed = summarise(ACCURACY_RUNS, margin=0.02, decimals=2, validation_target=0.9)
+    assert fixed["validation_target"] == 0.9
+    assert fixed["test_target"] == 0.93  # first hits: 0.95 (seed 0), 0.93, 0.96
+
+
+def test_no_run_reaching_the_target_is_an_error():
+    with pytest.raises(ValueError, match="no run reached"):
+        summarise(ACCURACY_RUNS, margin=0.0, decimals=2, validation_target=0.99)
