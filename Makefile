@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := $(if $(GPU),,-c constraints-cpu.txt)
 EXTRAS ?= test,lint
 
-.PHONY: install test test-quick tiny-benchmark bench-overhead bench lint clean
+.PHONY: install test test-quick tiny-benchmark bench-overhead bench-input lint clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ tiny-benchmark: install
 # Harness overhead: runner vs a bare PyTorch loop (results in benchmarks/results/).
 bench-overhead: install
 	$(BIN)/python -m benchmarks.runner_overhead
+
+# Input pipeline: loader batches/s vs training steps/s per workload (results in benchmarks/results/).
+bench-input: install
+	$(BIN)/python -m benchmarks.input_pipeline
 
 lint: install
 	$(BIN)/ruff check algoperf workloads submissions scoring tests benchmarks
