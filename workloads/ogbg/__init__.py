@@ -1,0 +1,1 @@
+"""ogbg: AlgoPerf's graph network on ogbg-molpcba (multi-label BCE, mean average precision)."""
