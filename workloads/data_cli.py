@@ -61,6 +61,34 @@ def _prepare_cifar10_tiny(args: PrepareArgs) -> Path:
     return cifar10.ensure_cifar10_tiny(args.data_dir, seed=args.seed, overwrite=args.overwrite)
 
 
+def _prepare_ogbg_molpcba(args: PrepareArgs) -> Path:
+    from workloads.datasets import ogbg_molpcba
+    return ogbg_molpcba.prepare_molpcba(args.data_dir, tfds_data_dir=args.tfds_data_dir,
+                                        overwrite=args.overwrite)
+
+
+def _prepare_ogbg_molpcba_tiny(args: PrepareArgs) -> Path:
+    from workloads.datasets import ogbg_molpcba
+    return ogbg_molpcba.ensure_molpcba_tiny(args.data_dir, seed=args.seed,
+                                            overwrite=args.overwrite)
+
+
+def _prepare_imagenet(args: PrepareArgs) -> Path:
+    from workloads.datasets import imagenet
+    return imagenet.prepare_imagenet(args.data_dir, args.source_dir, overwrite=args.overwrite)
+
+
+def _prepare_imagenet_v2(args: PrepareArgs) -> Path:
+    from workloads.datasets import imagenet
+    return imagenet.prepare_imagenet_v2(args.data_dir, tfds_data_dir=args.tfds_data_dir,
+                                        overwrite=args.overwrite)
+
+
+def _prepare_imagenet_tiny(args: PrepareArgs) -> Path:
+    from workloads.datasets import imagenet
+    return imagenet.ensure_imagenet_tiny(args.data_dir, seed=args.seed, overwrite=args.overwrite)
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     description: str
@@ -78,6 +106,16 @@ DATASETS: Dict[str, Dataset] = {
     "cifar10": Dataset("CIFAR-10 45k/5k/10k, from tensorflow-datasets", _prepare_cifar10),
     "cifar10_tiny": Dataset("cifar10_tiny, generated from --seed (no download)",
                             _prepare_cifar10_tiny, idempotent=True),
+    "ogbg_molpcba": Dataset("ogbg-molpcba 350,343/43,793/43,793 graphs, from "
+                            "tensorflow-datasets", _prepare_ogbg_molpcba),
+    "ogbg_molpcba_tiny": Dataset("ogbg_molpcba_tiny, generated from --seed (no download)",
+                                 _prepare_ogbg_molpcba_tiny, idempotent=True),
+    "imagenet": Dataset("ImageNet-2012 1,281,167/50,000 from your ILSVRC2012 train/val tars + "
+                        "val labels in --source_dir", _prepare_imagenet),
+    "imagenet_v2": Dataset("ImageNet-v2 matched-frequency 10,000 (test), from "
+                           "tensorflow-datasets", _prepare_imagenet_v2),
+    "imagenet_tiny": Dataset("imagenet_tiny, generated from --seed (no download)",
+                             _prepare_imagenet_tiny, idempotent=True),
 }
 
 

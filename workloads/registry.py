@@ -21,6 +21,27 @@ WORKLOADS: Dict[str, tuple] = {
                             {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnGroupNormWorkload"}),
     "cifar_wrn_tiny": ("workloads.cifar_wrn.definition:CifarWrnTinyDefinition",
                        {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnTinyWorkload"}),
+    "ogbg": ("workloads.ogbg.definition:OgbgDefinition",
+             {"pytorch": "workloads.ogbg.pytorch:OgbgWorkload"}),
+    "ogbg_gelu": ("workloads.ogbg.definition:OgbgGeluDefinition",
+                  {"pytorch": "workloads.ogbg.pytorch:OgbgGeluWorkload"}),
+    "ogbg_silu": ("workloads.ogbg.definition:OgbgSiluDefinition",
+                  {"pytorch": "workloads.ogbg.pytorch:OgbgSiluWorkload"}),
+    "ogbg_model_size": ("workloads.ogbg.definition:OgbgModelSizeDefinition",
+                        {"pytorch": "workloads.ogbg.pytorch:OgbgModelSizeWorkload"}),
+    "ogbg_tiny": ("workloads.ogbg.definition:OgbgTinyDefinition",
+                  {"pytorch": "workloads.ogbg.pytorch:OgbgTinyWorkload"}),
+    "imagenet_vit": ("workloads.imagenet_vit.definition:ImagenetVitDefinition",
+                     {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitWorkload"}),
+    "imagenet_vit_glu": ("workloads.imagenet_vit.definition:ImagenetVitGluDefinition",
+                         {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitGluWorkload"}),
+    "imagenet_vit_post_ln": (
+        "workloads.imagenet_vit.definition:ImagenetVitPostLnDefinition",
+        {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitPostLnWorkload"}),
+    "imagenet_vit_map": ("workloads.imagenet_vit.definition:ImagenetVitMapDefinition",
+                         {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitMapWorkload"}),
+    "imagenet_vit_tiny": ("workloads.imagenet_vit.definition:ImagenetVitTinyDefinition",
+                          {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitTinyWorkload"}),
 }
 
 # Where generated (tiny-tier) data goes when --data_dir is not given.
