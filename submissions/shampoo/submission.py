@@ -26,10 +26,13 @@ norms) are preconditioned with a full-matrix factor (``precondition_1d=True``).
 Tiny tier (our deviation, documented): the points' frequency 100 was chosen for workloads of
 52,000-168,000 steps (500+ root refreshes). A ``_tiny`` workload has step_hint 250-2,000, where
 frequency 100 would precondition for one or two intervals at most. The frequency used is
-therefore min(precondition_frequency, max(1, step_hint // MIN_ROOT_REFRESHES)): at least 50
-refreshes per schedule. For every full-size workload (step_hint >= 5,000) this leaves the
-point's frequency unchanged; cifar_wrn_tiny (step_hint 250) gets 5, mnist_tiny (2,000) 40.
-A point may set ``min_root_refreshes`` (0 turns the rule off).
+therefore min(precondition_frequency, max(1, step_hint // MIN_ROOT_REFRESHES)): at least 10
+refreshes per schedule. For every full-size workload (step_hint >= 1,000) this leaves the
+point's frequency unchanged; cifar_wrn_tiny (step_hint 250) gets 25 (preconditioning from step
+25), mnist_tiny (2,000) keeps 100. 10, not more: one refresh of WRN-10-1's factors (DS's merge
+rule gives 1024- and 768-sized ones) costs ~1.3 s on one CPU thread, ~3 forward-backward
+passes; every 25 steps that is ~15% of a step. A point may set ``min_root_refreshes`` (0
+turns the rule off).
 """
 from submissions import first_order
 from submissions.optimizers.shampoo import Shampoo
