@@ -137,9 +137,12 @@ def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
 def train_step(workload: spec.Workload, model: torch.nn.Module,
                model_state: spec.ModelAuxiliaryState, batch: Dict[str, spec.Tensor],
                optimizer_state: Dict[str, Any], hp: Any, global_step: int,
-               rng: spec.RandomState) -> spec.ModelAuxiliaryState:
+               rng: spec.RandomState,
+               before_backward: Optional[Callable[[torch.Tensor], None]] = None
+               ) -> spec.ModelAuxiliaryState:
     """Forward, global-mean loss, backward, optional clipping, optimizer and schedule step.
 
+    ``before_backward(logits)`` runs between forward and backward (K-FAC's curvature pass).
     Returns the new model state (e.g. batch-norm statistics); params change in place.
     """
     # model_fn puts the model in train mode (only when it is not already: a mode switch walks
@@ -155,6 +158,8 @@ def train_step(workload: spec.Workload, model: torch.nn.Module,
         label_batch=batch["targets"], logits_batch=logits, mask_batch=batch.get("weights"),
         label_smoothing=getattr(hp, "label_smoothing", 0.0))
     loss = global_mean_loss(loss_dict)
+    if before_backward is not None:
+        before_backward(logits)
     loss.backward()
 
     grad_clip = getattr(hp, "grad_clip", None)

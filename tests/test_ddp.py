@@ -1,4 +1,6 @@
-"""Two CPU processes under torchrun (gloo) agree with one process on the same global batch."""
+"""Two CPU processes under torchrun (gloo) agree with one process on the same global batch:
+for NAdamW (DDP's gradient all-reduce) and for K-FAC-reduce (its factors are averaged over
+the processes too; the empirical Fisher makes the curvature deterministic)."""
 import os
 import socket
 import subprocess
@@ -18,10 +20,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(tmp_path, data_dir, name, nproc):
+SUBMISSIONS = {
+    "nadamw": ("submissions/nadamw/submission.py",
+               "tests/fixtures/algoperf_style_search_space.json"),
+    "kfac_reduce": ("submissions/kfac_reduce/submission.py",
+                    "tests/fixtures/kfac_empirical_point.json"),
+}
+
+
+def _run(tmp_path, data_dir, name, nproc, submission="nadamw"):
+    submission_path, search_space = SUBMISSIONS[submission]
     args = ["-m", "algoperf.cli", "run", "--workload=mnist_tiny",
-            "--submission_path=submissions/nadamw/submission.py",
-            "--tuning_search_space=tests/fixtures/algoperf_style_search_space.json",
+            f"--submission_path={submission_path}",
+            f"--tuning_search_space={search_space}",
             f"--experiment_dir={tmp_path}", f"--experiment_name={name}", "--rng_seed=5",
             f"--data_dir={data_dir}", f"--max_global_steps={STEPS}"]
     if nproc > 1:
@@ -36,9 +47,10 @@ def _run(tmp_path, data_dir, name, nproc):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path, tiny_data_dir):
-    one = _run(tmp_path, tiny_data_dir, "one", 1)
-    two = _run(tmp_path, tiny_data_dir, "two", 2)
+@pytest.mark.parametrize("submission", sorted(SUBMISSIONS))
+def test_two_processes_match_one_process(tmp_path, tiny_data_dir, submission):
+    one = _run(tmp_path, tiny_data_dir, "one", 1, submission)
+    two = _run(tmp_path, tiny_data_dir, "two", 2, submission)
     assert one["global_step"].iloc[-1] == two["global_step"].iloc[-1] == STEPS
     # Same global batch, same updates: losses agree up to float32 reduction order.
     for column in ("train/loss", "validation/loss", "test/loss"):

@@ -334,3 +334,14 @@ def test_ragged_graphs_segments_match_per_graph_loop_and_exact_ggn(readout):
         exact, off = (r_gap, e_gap) if readout == "graph_mean" else (e_gap, r_gap)
         assert exact < EXACT
         assert off > GAP
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 0, 1), ((2, 1), (1, 2), 2)])
+def test_mean_patches_equal_the_mean_of_im2col(stride, padding, dilation):
+    """K-FAC-reduce's input statistic without the patch matrix: the same numbers."""
+    from submissions.optimizers.kfac.factors import conv2d_inputs, conv2d_mean_patches
+    x = torch.randn(3, 4, 9, 8, dtype=torch.float64)
+    full = conv2d_inputs(x, (3, 2), stride, padding, dilation).mean(dim=1, keepdim=True)
+    fast = conv2d_mean_patches(x, (3, 2), stride, padding, dilation)
+    assert fast.shape == full.shape
+    torch.testing.assert_close(fast, full, rtol=1e-12, atol=1e-12)

@@ -222,3 +222,76 @@ def test_newton_like_on_ill_conditioned_least_squares():
         opt.step()
     final = 0.5 * (model(x) - y).pow(2).sum().item() / 64
     assert final < 1.01 * best.item()
+
+
+def test_sampled_sigmoid_fisher_approaches_the_ggn_and_skips_masked_outputs():
+    """Linear head, sigmoid cross-entropy (multi-label): the Bernoulli-sampled G approaches
+    the exact GGN factor 1/N sum_n diag(w_n p_n (1 - p_n)); w = 0 (a missing label) removes
+    that output's curvature entirely, NaN labels included."""
+    torch.manual_seed(8)
+    head = nn.Linear(3, 4).to(DT)
+    x = torch.randn(6, 3, dtype=DT)
+    weights = torch.ones(6, 4, dtype=DT)
+    weights[0, 1] = weights[3, :] = 0.0
+    opt = KFAC(head, mc_samples=4000)
+    out = head(x)
+    opt.update_curvature(out, "sigmoid_cross_entropy", weights=weights)
+    p = torch.sigmoid(out.detach())
+    exact = torch.diag_embed(weights * p * (1 - p)).mean(0)
+    G = opt.state[head.weight]["G"]
+    err = ((G - exact).norm() / exact.norm()).item()
+    assert err < 0.05, err
+    # Empirical Fisher with a NaN (missing) label that is masked: finite, and the masked
+    # output contributes nothing: G[1, 1] sums only the examples whose label 1 is present.
+    y = torch.bernoulli(torch.full((6, 4), 0.5, dtype=DT))
+    y[0, 1] = float("nan")
+    emp = KFAC(head, fisher="empirical")
+    out = head(x)
+    emp.update_curvature(out, "sigmoid_cross_entropy", targets=y, weights=weights)
+    G = emp.state[head.weight]["G"]
+    assert torch.isfinite(G).all()
+    r = (p - torch.nan_to_num(y)) * weights
+    torch.testing.assert_close(G, r.T @ r / 6)
+
+
+def test_padding_weights_keep_padded_examples_out_of_g():
+    """Cross-entropy with zero-weight padding examples: G sums only the real ones."""
+    torch.manual_seed(9)
+    head = nn.Linear(3, 4).to(DT)
+    x, y = torch.randn(5, 3, dtype=DT), torch.randint(0, 4, (5,))
+    weights = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0], dtype=DT)
+    opt = KFAC(head, fisher="empirical")
+    out = head(x)
+    opt.update_curvature(out, "cross_entropy", targets=y, weights=weights)
+    r = torch.softmax(out.detach(), -1) - F.one_hot(y, 4).to(DT)
+    r = r[:3]
+    torch.testing.assert_close(opt.state[head.weight]["G"], r.T @ r / 5)
+
+
+def test_graph_segments_give_per_graph_factors_to_flat_node_layers():
+    """A node MLP on a packed batch [M nodes, D] with per-node graph ids and a padding mask:
+    with ``set_segments`` its factors are ``*_segments``'s (per graph); a layer whose rows
+    match no layout (here: the per-graph readout) keeps plain per-row K-FAC."""
+    from submissions.optimizers.kfac import (expand_factors, reduce_factors_segments)
+    torch.manual_seed(10)
+    node_layer, readout = nn.Linear(3, 4).to(DT), nn.Linear(4, 2).to(DT)
+    ids = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])  # graph 3 = padding
+    mask = ids < 3
+    x = torch.randn(8, 3, dtype=DT)
+    y = torch.randn(4, 2, dtype=DT)
+    model = nn.ModuleList([node_layer, readout])
+    opt = KFAC(model, flavour="reduce", fisher="empirical")
+    opt.set_segments([(ids, mask)], num_segments=4)
+    h = node_layer(x)
+    pooled = torch.zeros(4, 4, dtype=DT).index_add(0, ids, h * mask[:, None])
+    out = readout(pooled)
+    opt.update_curvature(out, "mse", targets=y, weights=(torch.arange(4) < 3)[:, None])
+    g_h = (((out - y) * (torch.arange(4) < 3)[:, None]) @ readout.weight)[ids] * mask[:, None]
+    A, G = reduce_factors_segments(append_ones(x), g_h.detach(), ids, 4, mask)
+    torch.testing.assert_close(opt.state[node_layer.weight]["A"], A)
+    torch.testing.assert_close(opt.state[node_layer.weight]["G"], G)
+    A_plain, _ = expand_factors(append_ones(pooled.detach())[:, None], g_h.new_zeros(4, 1, 2))
+    torch.testing.assert_close(opt.state[readout.weight]["A"], A_plain)
+    assert not torch.allclose(A, expand_factors(append_ones(x)[:, None], g_h[:, None])[0])
+    with pytest.raises(ValueError, match="two segment layouts have 8 rows"):
+        opt.set_segments([(ids, mask), (ids, None)], num_segments=4)

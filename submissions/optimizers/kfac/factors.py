@@ -75,6 +75,30 @@ def conv2d_inputs(x: Tensor, kernel_size, stride=1, padding=0, dilation=1) -> Te
     return patches.transpose(1, 2)  # [N, C_in*kh*kw, R] -> [N, R, C_in*kh*kw]
 
 
+def conv2d_mean_patches(x: Tensor, kernel_size, stride=1, padding=0, dilation=1) -> Tensor:
+    """Conv2d input [N, C_in, H, W] -> the mean im2col patch over output pixels [N, 1, D_in].
+
+    Equals ``conv2d_inputs(...).mean(dim=1, keepdim=True)`` (ordered (C_in, kh, kw)) without
+    building the [N, R, D_in] patch matrix: entry (c, i, j) is the mean of the padded input
+    over the strided window that kernel tap (i, j) visits. This is all K-FAC-reduce needs.
+    """
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    x = F.pad(x, (pw, pw, ph, ph))
+    h_out = (x.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    w_out = (x.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    taps = [x[:, :, i * dh:i * dh + sh * (h_out - 1) + 1:sh,
+              j * dw:j * dw + sw * (w_out - 1) + 1:sw].mean(dim=(2, 3))
+            for i in range(kh) for j in range(kw)]
+    return torch.stack(taps, dim=-1).reshape(x.shape[0], 1, -1)  # [N, 1, C_in*kh*kw]
+
+
+def _pair(v) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
 def conv2d_output_grads(g: Tensor) -> Tensor:
     """Conv2d output gradient [N, C_out, H_out, W_out] -> [N, R, C_out], pixels row-major
     (the same order as ``F.unfold``'s columns)."""

@@ -28,12 +28,27 @@ The lr schedule (warmup + cosine) is the caller's, as for every torch optimizer
 (``submissions.optimizers.schedules``).
 
 Curvature: ``fisher="mc"`` (default) samples targets from the model's predictive
-distribution (categorical for cross-entropy, N(f, I) for MSE) ``mc_samples`` times;
+distribution (categorical for cross-entropy, Bernoulli per output for sigmoid
+cross-entropy, N(f, I) for MSE) ``mc_samples`` times;
 ``fisher="empirical"`` uses the true targets. Either way the backward pass is of the summed
 per-example loss, so g = N dL/ds, matching ``factors.py``. Only the last forward pass of a
 step is recorded. Caveat: the per-example loss here *sums* over positions (tokens, pixels),
 so for a training loss that also averages over P positions the curvature is P times that
 loss's GGN; damping and lr are relative to that.
+
+Per-example ``weights`` (padding = 0, missing labels = 0) multiply the per-output losses of
+the curvature pass, so padding never reaches G.
+
+Graphs (``set_segments``): a Linear layer applied to a flat [M, D] node (or edge, or graph)
+tensor of a packed batch gets the ``*_segments`` factors, with the batch's per-row graph
+ids and padding mask: reduce then sums over each graph's nodes, as the paper's GNN case
+needs. Layouts are matched to layers by their row count M (so the packed sizes of nodes,
+edges and graphs must differ).
+
+DDP: each process computes the factors of its slice of the global batch; the new factor
+contributions are averaged over processes (one all-reduce per factor step) before the EMA,
+which for equal slices is exactly the factor of the global batch. Every process then holds
+the same factors and computes the same inverses. Gradients are DDP's, untouched.
 
 State (``state_dict``): per weight ``A``, ``G``, their inverses or eigendecompositions,
 ``momentum_buffer``; NAdamW's ``exp_avg``/``exp_avg_sq``/``step`` for the rest; the global
@@ -43,6 +58,7 @@ import math
 from typing import Dict, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -51,6 +67,8 @@ from submissions.optimizers.kfac import inverse as ki
 from submissions.optimizers.nadamw import nadamw_step
 
 FLAVOURS = {"expand": kf.expand_factors, "reduce": kf.reduce_factors}
+SEGMENT_FLAVOURS = {"expand": kf.expand_factors_segments, "reduce": kf.reduce_factors_segments}
+LOSS_TYPES = ("cross_entropy", "sigmoid_cross_entropy", "mse")
 
 
 class _Layer:
@@ -62,17 +80,25 @@ class _Layer:
         self.output: Optional[torch.Tensor] = None  # the module output, in the graph
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, R, D_in(+1)]; for reduce already averaged over R ([N, 1, D_in(+1)]): reduce's
+        factors only use that mean, and the R-times larger patch matrix is never built."""
         m = self.module
         if isinstance(m, nn.Conv2d):
-            a = kf.conv2d_inputs(x, m.kernel_size, m.stride, m.padding, m.dilation)
+            patches = kf.conv2d_mean_patches if self.flavour == "reduce" else kf.conv2d_inputs
+            a = patches(x, m.kernel_size, m.stride, m.padding, m.dilation)
         else:
             a = kf.linear_inputs(x)
+            if self.flavour == "reduce" and a.shape[1] > 1:
+                a = a.mean(dim=1, keepdim=True)
         return kf.append_ones(a) if m.bias is not None else a
 
     def output_grads(self, g: torch.Tensor) -> torch.Tensor:
+        """[N, R, D_out], for reduce summed over R ([N, 1, D_out]), matching ``inputs``."""
         if isinstance(self.module, nn.Conv2d):
-            return kf.conv2d_output_grads(g)
-        return kf.linear_output_grads(g)
+            g = kf.conv2d_output_grads(g)
+        else:
+            g = kf.linear_output_grads(g)
+        return g.sum(dim=1, keepdim=True) if self.flavour == "reduce" else g
 
     def grad_matrix(self) -> torch.Tensor:
         """[D_out, D_in(+1)]: the weight gradient as a matrix, bias gradient appended."""
@@ -89,6 +115,24 @@ class _Layer:
         w.mul_(1.0 - lr * weight_decay).add_(d_w.reshape(w.shape), alpha=-lr)
         if b is not None:
             b.mul_(1.0 - lr * weight_decay).add_(direction[:, -1], alpha=-lr)
+
+
+def _average_over_processes(factors):
+    """[(A, G)] -> the same, averaged over DDP processes with one all-reduce (a no-op in a
+    single process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return factors
+    flat = torch.cat([t.reshape(-1) for pair in factors for t in pair])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    out, offset = [], 0
+    for A, G in factors:
+        pair = []
+        for t in (A, G):
+            pair.append(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
+        out.append(tuple(pair))
+    return out
 
 
 def _coverable(module: nn.Module, max_layer_size: int) -> bool:
@@ -137,6 +181,7 @@ class KFAC(torch.optim.Optimizer):
         self.factor_every, self.inverse_every = factor_every, inverse_every
         self.fisher, self.mc_samples = fisher, mc_samples
         self.kfac_step = 0
+        self._segments, self._num_segments = {}, 0
         self._layers = []
         self._handles = []
         for name, module in model.named_modules():
@@ -162,36 +207,76 @@ class KFAC(torch.optim.Optimizer):
                 layer.output = output
         return hook
 
-    def _sampled_losses(self, outputs, loss_type, targets):
-        """Summed per-example losses whose output gradients feed G (C of them)."""
-        if loss_type not in ("cross_entropy", "mse"):
-            raise ValueError(f"loss_type must be 'cross_entropy' or 'mse': {loss_type!r}")
+    def _sampled_losses(self, outputs, loss_type, targets, weights):
+        """Summed (weighted) per-output losses whose output gradients feed G (C of them)."""
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}: {loss_type!r}")
         if self.fisher == "empirical":
             if targets is None:
                 raise ValueError("fisher='empirical' needs the targets")
             samples = [targets]
         else:
             with torch.no_grad():
-                detached = outputs.detach()
+                detached = outputs.detach().float()
                 if loss_type == "cross_entropy":
-                    probs = torch.softmax(detached.float(), dim=-1).reshape(-1, detached.shape[-1])
+                    probs = torch.softmax(detached, dim=-1).reshape(-1, detached.shape[-1])
                     samples = [torch.multinomial(probs, 1)[:, 0].reshape(detached.shape[:-1])
                                for _ in range(self.mc_samples)]
+                elif loss_type == "sigmoid_cross_entropy":
+                    probs = torch.sigmoid(detached)
+                    samples = [torch.bernoulli(probs) for _ in range(self.mc_samples)]
                 else:
                     samples = [detached + torch.randn_like(detached)
                                for _ in range(self.mc_samples)]
         for y in samples:
             if loss_type == "cross_entropy":
-                yield F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1),
-                                      reduction="sum")
+                losses = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1),
+                                         reduction="none").reshape(outputs.shape[:-1])
+            elif loss_type == "sigmoid_cross_entropy":
+                y = torch.nan_to_num(y.to(outputs.dtype))  # missing labels: masked by weights
+                losses = F.binary_cross_entropy_with_logits(outputs, y, reduction="none")
             else:
-                yield 0.5 * (outputs - y).pow(2).sum()
+                losses = 0.5 * (outputs - y).pow(2)
+            if weights is not None:
+                losses = losses * weights.to(losses.dtype)
+            yield losses.sum()
+
+    def set_segments(self, layouts, num_segments: int) -> None:
+        """Graph layouts of the next forward pass: ``layouts`` is a sequence of
+        ``(segment_ids [M], mask [M] bool or None)``, one per row kind (nodes, edges,
+        graphs), ids in [0, num_segments). A covered Linear whose flat input has M rows uses
+        that layout. ``set_segments([], 0)`` clears them."""
+        by_rows = {}
+        for ids, mask in layouts:
+            rows = int(ids.shape[0])
+            if rows in by_rows:
+                raise ValueError(f"two segment layouts have {rows} rows: pad nodes, edges and "
+                                 f"graphs to different sizes so layers can be told apart")
+            if mask is not None and mask.shape != ids.shape:
+                raise ValueError(f"mask {tuple(mask.shape)} must match segment ids "
+                                 f"{tuple(ids.shape)}")
+            by_rows[rows] = (ids, mask)
+        self._segments, self._num_segments = by_rows, int(num_segments)
+
+    def _layer_factors(self, layer: _Layer, g: torch.Tensor):
+        """(A, G) of a layer from its recorded input and output grads g [C, N, R, D_out]."""
+        a = layer.a
+        layout = self._segments.get(a.shape[0]) if a.shape[1] == 1 else None
+        if layout is not None and isinstance(layer.module, nn.Linear):
+            ids, mask = layout
+            return SEGMENT_FLAVOURS[layer.flavour](a[:, 0], g[:, :, 0], ids, self._num_segments,
+                                                   mask)
+        return FLAVOURS[layer.flavour](a, g)
 
     def update_curvature(self, outputs: torch.Tensor, loss_type: str = "cross_entropy",
-                         targets: Optional[torch.Tensor] = None) -> bool:
+                         targets: Optional[torch.Tensor] = None,
+                         weights: Optional[torch.Tensor] = None) -> bool:
         """Update the factors from the recorded forward pass (a no-op off factor steps).
 
-        outputs: the model's outputs [N, ..., K] (classes / regression dims last). Gradients
+        outputs: the model's outputs [N, ..., K] (classes / regression dims last); loss_type
+        one of ``LOSS_TYPES``; targets: needed for the empirical Fisher; weights: multiply the
+        per-output losses ([N, ...] for cross-entropy, broadcastable to outputs otherwise;
+        0 = padding or a missing label). Gradients
         go through ``torch.autograd.grad`` to the recorded layer outputs only, so ``.grad``
         is untouched and the graph is kept for the training backward. Returns whether the
         factors were updated.
@@ -199,7 +284,7 @@ class KFAC(torch.optim.Optimizer):
         layers = [layer for layer in self._layers if layer.output is not None]
         if not layers or self.kfac_step % self.factor_every != 0:
             return False
-        losses = list(self._sampled_losses(outputs, loss_type, targets))
+        losses = list(self._sampled_losses(outputs, loss_type, targets, weights))
         grads = [[] for _ in layers]
         for loss in losses:
             gs = torch.autograd.grad(loss, [layer.output for layer in layers],
@@ -209,12 +294,15 @@ class KFAC(torch.optim.Optimizer):
                     g = torch.zeros_like(layer.output)
                 grads[i].append(layer.output_grads(g.detach()))
         with torch.no_grad():
+            new = []
             for layer, gs in zip(layers, grads):
                 # C backward passes averaged: the sum over C of (g / sqrt(C)) (g / sqrt(C))^T.
                 g = torch.stack(gs) / math.sqrt(len(gs))
-                A, G = FLAVOURS[layer.flavour](layer.a, g.to(layer.a.dtype))
-                self._ema(layer.module.weight, A, G)
+                new.append(self._layer_factors(layer, g.to(layer.a.dtype)))
                 layer.a = layer.output = None
+            new = _average_over_processes(new)
+            for layer, (A, G) in zip(layers, new):
+                self._ema(layer.module.weight, A, G)
         return True
 
     def _ema(self, weight, A, G):
