@@ -16,6 +16,8 @@ COMMANDS = {
     "data": ("workloads.data_cli", "prepare a dataset once into the on-disk form loaders read"),
     "benchmark": ("algoperf.commands.benchmark",
                   "the small benchmark: baselines on the _tiny tier, then scores"),
+    "suite": ("algoperf.commands.suite",
+              "submissions x workloads x studies x trials in parallel (or on Slurm), then scores"),
 }
 
 

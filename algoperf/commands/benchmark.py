@@ -59,14 +59,9 @@ def run_all(runs_dir: str, workloads, submissions) -> None:
 
 
 def score_all(runs_dir: str, scores_dir: str, workloads) -> None:
-    from scoring import api, report
-    from workloads import registry
-    result = api.score(runs_dir, registry.targets_table(workloads), base_workloads=workloads,
-                       held_out_workloads=[], held_out=False, num_studies=FLAGS.num_studies,
-                       num_trials=FLAGS.num_tuning_trials, bootstrap_samples=1000)
-    print(report.terminal_report(result))
-    paths = report.write_report(result, scores_dir, "Tiny-tier benchmark (CPU)")
-    print(f"\nPerformance profile: {paths['plot_png']}\nReport: {paths['report']}")
+    from algoperf.suite.scores import score_folder  # shared with `algoperf suite`
+    score_folder(runs_dir, scores_dir, workloads, FLAGS.num_studies, FLAGS.num_tuning_trials,
+                 "Tiny-tier benchmark (CPU)")
 
 
 def main(argv) -> None:
