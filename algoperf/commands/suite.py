@@ -109,11 +109,12 @@ def _prepare_data(workloads) -> None:
     """Generate / check each workload's data once here, not in N workers racing to write it."""
     from workloads import registry
     for name in workloads:
-        workload = registry.get_workload(name)
         try:
+            workload = registry.get_workload(name)
             registry.check_data(workload, registry.resolve_data_dir(workload, FLAGS.data_dir))
-        except (FileNotFoundError, ValueError) as error:
-            _fail(f"{name}: {error}")
+        except Exception as error:  # noqa: BLE001 - one line naming the workload, no trial run
+            _fail(f"--workloads: {name}: cannot load or prepare its data: "
+                  f"{type(error).__name__}: {error}")
 
 
 def _score(trials, workloads) -> None:
