@@ -1,0 +1,113 @@
+"""imagenet_vit: ViT-S/16 on ImageNet-2012, softmax cross-entropy, accuracy; variants; tiny tier.
+
+Full size (AlgoPerf's workload; numbers from DESIGN.md): targets 0.77309 validation /
+0.6519 test accuracy (test = ImageNet-v2 matched-frequency), budget 69,768 s, step_hint
+167,999, an eval every 420 s, eval batch 2048. Train: 1,281,167 images; eval_train: a fixed
+50,000-image subset of train (``EVAL_TRAIN_SEED``), evaluated like validation.
+
+Input pipeline (``workloads.datasets.imagenet`` / ``image_transforms``), AlgoPerf's ViT one:
+random resized crop to 224 (area 8-100%, aspect 3/4-4/3), flip, RandAugment (2 layers,
+magnitude 10), mixup (alpha 0.2) for training; center crop 224/256 + resize for evaluation;
+standardisation with the ImageNet RGB mean/stddev.
+
+Variants (same data and budgets; targets from DESIGN.md), switches of ``models.ViT``:
+``imagenet_vit_glu`` (GLU MLP) 0.75738 / 0.6359, ``imagenet_vit_post_ln`` (post-LayerNorm)
+0.75312 / 0.6286, ``imagenet_vit_map`` (multi-head attention pooling head) 0.77113 / 0.6523.
+"""
+from algoperf import spec
+from workloads.datasets import imagenet
+from workloads.definition import WorkloadDefinition
+
+
+class ImagenetVitDefinition(WorkloadDefinition):
+    name = "imagenet_vit"
+    base_workload_name = "imagenet_vit"
+    dataset = "imagenet"
+    target_metric_name = "accuracy"
+    validation_target_value = 0.77309
+    test_target_value = 0.6519
+    loss_type = spec.LossType.SOFTMAX_CROSS_ENTROPY
+    num_train_examples = imagenet.SIZES["train"]          # 1,281,167
+    num_eval_train_examples = 50_000
+    num_validation_examples = imagenet.SIZES["validation"]  # 50,000
+    num_test_examples = imagenet.V2_SIZE                  # 10,000 (ImageNet-v2)
+    eval_batch_size = 2048
+    # ImageNet RGB statistics on the 0..255 scale (AlgoPerf's train_mean / train_stddev).
+    train_mean = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+    train_stddev = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+    max_allowed_runtime_sec = 69_768
+    eval_period_time_sec = 7 * 60
+    step_hint = 167_999
+    # Input pipeline.
+    center_crop_size = 224
+    resize_size = 256
+    scale_ratio_range = (0.08, 1.0)
+    aspect_ratio_range = (3 / 4, 4 / 3)
+    flip = True
+    randaug_layers = 2
+    randaug_magnitude = 10
+    mixup_alpha = 0.2
+    num_classes = imagenet.NUM_CLASSES
+    # Model (models.ViT arguments): ViT-S/16.
+    patch = 16
+    width = 384
+    depth = 12
+    mlp_dim = 1536
+    num_heads = 6
+    use_glu = False
+    use_post_layer_norm = False
+    use_map = False
+
+
+class ImagenetVitGluDefinition(ImagenetVitDefinition):
+    name = "imagenet_vit_glu"
+    use_glu = True
+    validation_target_value = 0.75738
+    test_target_value = 0.6359
+
+
+class ImagenetVitPostLnDefinition(ImagenetVitDefinition):
+    name = "imagenet_vit_post_ln"
+    use_post_layer_norm = True
+    validation_target_value = 0.75312
+    test_target_value = 0.6286
+
+
+class ImagenetVitMapDefinition(ImagenetVitDefinition):
+    name = "imagenet_vit_map"
+    use_map = True
+    validation_target_value = 0.77113
+    test_target_value = 0.6523
+
+
+class ImagenetVitTinyDefinition(ImagenetVitDefinition):
+    """Tiny tier; targets provisional until set by workloads.target_setting."""
+
+    name = "imagenet_vit_tiny"
+    dataset = imagenet.TINY_NAME
+    generated_data = True
+    num_classes = imagenet.TINY_NUM_CLASSES
+    num_train_examples = imagenet.TINY_SIZES["train"]
+    num_eval_train_examples = 2_048
+    num_validation_examples = imagenet.TINY_SIZES["validation"]
+    num_test_examples = imagenet.TINY_SIZES["test"]
+    eval_batch_size = 1024
+    train_mean = (127.5, 127.5, 127.5)
+    train_stddev = (64.0, 64.0, 64.0)
+    center_crop_size = 32
+    resize_size = 32          # eval: the whole 32x32 image
+    scale_ratio_range = (0.8, 1.0)
+    aspect_ratio_range = (0.9, 1 / 0.9)
+    flip = False              # a flip would swap east and west: the label would be wrong
+    randaug_layers = 0
+    mixup_alpha = 0.2
+    patch = 4
+    width = 64
+    depth = 3
+    mlp_dim = 128
+    num_heads = 4
+    validation_target_value = 0.9
+    test_target_value = 0.9
+    max_allowed_runtime_sec = 240
+    eval_period_time_sec = 10
+    step_hint = 150
