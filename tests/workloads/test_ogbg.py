@@ -67,7 +67,7 @@ def test_parameter_counts_match_the_closed_form():
     size = dict(latent_dim=128, hidden_dims=(256, 256), num_message_passing_steps=3)
     assert count(GNN(**size)) == num_parameters(**size) == 2_571_648
     assert count(GNN(activation="gelu")) == hand
-    assert count(GNN(latent_dim=64, hidden_dims=(64,), num_message_passing_steps=3)) == 158_400
+    assert count(GNN(latent_dim=32, hidden_dims=(32,), num_message_passing_steps=3)) == 48_544
 
 
 def test_model_layers_are_plain_linears_and_activation_is_configurable():
@@ -208,7 +208,7 @@ def test_generated_tiny_data_is_deterministic_and_molecule_like():
             np.testing.assert_array_equal(a[split][key], b[split][key])
     assert not np.array_equal(a["train"]["labels"], c["train"]["labels"], equal_nan=True)
     train = data.GraphSplit(**a["train"])
-    assert len(train) == 64 and train.num_nodes.min() >= 6 and train.num_nodes.max() <= 24
+    assert len(train) == 64 and train.num_nodes.min() >= 5 and train.num_nodes.max() <= 18
     assert (train.num_edges >= train.num_nodes - 1).all()  # connected: a tree plus rings
     assert a["train"]["node_feat"].shape[1] == 9 and a["train"]["edge_feat"].shape[1] == 3
     labels = a["train"]["labels"]
@@ -260,6 +260,25 @@ def test_full_size_train_step_and_eval(prepared):
     assert again["mean_average_precision"] == pytest.approx(
         results["validation/mean_average_precision"], abs=1e-6)
     assert again["loss"] == pytest.approx(results["validation/loss"], rel=1e-5)
+
+
+def test_kfac_segment_layouts_and_untied_capacities(prepared):
+    root, _, _ = prepared
+    split = data.load_split(root, data.NAME, "train")
+    # b = 63: 64 graph slots, and a node count that would round to 64 too.
+    cap = data.capacity_for(data.SizeStats(0.1, 0.0, 0.1, 0.0, 1, 1), 63)
+    assert len({cap.graphs, cap.nodes, cap.edges}) == 3
+    batch = to_batch(data.pack_graphs(split, np.arange(5), data.capacity_for(
+        data.SizeStats.of(split), 5)))
+    layouts, num_graphs = SmallOgbg().kfac_segment_layouts(batch)
+    g = batch["inputs"]
+    assert num_graphs == 6 and len({ids.shape[0] for ids, _ in layouts}) == 3
+    (node_ids, node_real), (edge_ids, edge_real), (graph_ids, graph_real) = layouts
+    assert torch.equal(node_ids, g.node_graph) and torch.equal(edge_ids, g.edge_graph)
+    assert node_real.sum() == split.num_nodes[:5].sum()
+    assert edge_real.sum() == 2 * split.num_edges[:5].sum()
+    assert graph_real.tolist() == [True] * 5 + [False]
+    assert (node_ids[~node_real] == 5).all() and (edge_ids[~edge_real] == 5).all()
 
 
 def test_padding_graphs_change_neither_loss_nor_metric(prepared):

@@ -32,7 +32,8 @@ node or graph therefore never see padding, and padding graphs never reach loss o
 The capacities are ``capacity_for(stats, b)``: b + 1 graphs and the mean plus six standard
 deviations of the total node / directed-edge count of b random graphs (rounded up to 64), so
 one shape repeats for every batch in practice; a batch that would overflow gets the next
-multiple of 64 that fits (a rare new shape, never a dropped graph).
+multiple of 64 that fits (a rare new shape, never a dropped graph). The three row counts
+always differ (K-FAC tells node, edge and graph layers apart by them).
 """
 import dataclasses
 import math
@@ -127,7 +128,17 @@ def capacity_for(stats: SizeStats, num_graphs: int) -> Capacity:
     nodes = num_graphs * stats.nodes_mean + SIGMAS * stats.nodes_std * root
     edges = num_graphs * stats.edges_mean + SIGMAS * stats.edges_std * root
     # + 1: there is always at least one padding node, for the padding edges to point at.
-    return Capacity(num_graphs + 1, _round_up(nodes + 1), _round_up(edges))
+    return _untied(num_graphs + 1, _round_up(nodes + 1), _round_up(edges))
+
+
+def _untied(graphs: int, nodes: int, edges: int) -> Capacity:
+    """Capacities with three different row counts: K-FAC tells a layer's row kind (nodes,
+    edges, graphs) by its row count, so no two may be equal."""
+    while nodes == graphs:
+        nodes += ROUND
+    while edges in (nodes, graphs):
+        edges += ROUND
+    return Capacity(graphs, nodes, edges)
 
 
 def pack_graphs(split: GraphSplit, ids: np.ndarray, capacity: Capacity) -> Dict[str, np.ndarray]:
@@ -148,8 +159,9 @@ def pack_graphs(split: GraphSplit, ids: np.ndarray, capacity: Capacity) -> Dict[
         raise ValueError(f"capacity for {capacity.graphs} graph slots, need {b} + 1 (padding)")
     n_counts, e_counts = split.num_nodes[ids], split.num_edges[ids]
     n_total, e_total = int(n_counts.sum()), int(e_counts.sum())
-    n_cap = max(capacity.nodes, _round_up(n_total + 1))
-    e_cap = max(capacity.edges, _round_up(2 * e_total))
+    grown = _untied(capacity.graphs, max(capacity.nodes, _round_up(n_total + 1)),
+                    max(capacity.edges, _round_up(2 * e_total)))
+    n_cap, e_cap = grown.nodes, grown.edges
 
     # Rows of the split for this batch: graph i's rows are offset[i] + 0..count[i]-1.
     node_rows = _ranges(split.node_offsets[ids], n_counts, n_total)
@@ -370,10 +382,10 @@ TINY_GENERATOR_VERSION = 1
 _ATOMS = np.array([5, 6, 7, 8, 14, 15, 16, 34])
 _ATOM_P = np.array([0.62, 0.12, 0.12, 0.03, 0.02, 0.05, 0.03, 0.01])
 _VALENCE = np.array([4, 3, 2, 1, 3, 2, 1, 1])
-_NODES = (6, 24)          # nodes per graph, uniform
+_NODES = (5, 18)          # nodes per graph, uniform
 _RING_CLOSURES = (0, 3)   # extra bonds that close rings, uniform
 _MISSING = (0.1, 0.6)     # per-task fraction of missing labels, uniform
-_FLIP = 0.03              # label noise
+_FLIP = 0.02              # label noise
 _POSITIVE_RATE = (0.1, 0.5)
 
 
@@ -384,20 +396,23 @@ def _molecule(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, np.ndar
     n = int(rng.integers(_NODES[0], _NODES[1] + 1))
     types = rng.choice(len(_ATOMS), size=n, p=_ATOM_P)
     types[0] = 0  # a carbon backbone start, so the tree can grow
-    degree = np.zeros(n, np.int64)
-    parent = np.full(n, -1)
-    bonds = []
+    # Plain Python lists and pre-drawn uniforms: numpy calls per atom would dominate.
+    valence = _VALENCE[types].tolist()
+    pick = rng.random(n).tolist()
+    degree, parent, bonds = [0] * n, [-1] * n, []
     for i in range(1, n):
-        free = np.flatnonzero(degree[:i] < _VALENCE[types[:i]])
-        j = int(rng.choice(free)) if len(free) else int(rng.integers(i))
+        free = [j for j in range(i) if degree[j] < valence[j]] or list(range(i))
+        j = free[int(pick[i] * len(free))]
         parent[i] = j
         bonds.append((j, i))
         degree[i] += 1
         degree[j] += 1
     in_ring = np.zeros(n, bool)
-    for _ in range(int(rng.integers(_RING_CLOSURES[0], _RING_CLOSURES[1] + 1))):
-        u, v = (int(x) for x in rng.choice(n, size=2, replace=False))
-        if (min(u, v), max(u, v)) in {(min(a, c), max(a, c)) for a, c in bonds}:
+    bonded = {(j, i) for j, i in bonds}
+    closures = int(rng.integers(_RING_CLOSURES[0], _RING_CLOSURES[1] + 1))
+    for u, v in rng.integers(0, n, size=(closures, 2)).tolist():
+        u, v = min(u, v), max(u, v)
+        if u == v or (u, v) in bonded:
             continue
         # The ring is the tree path u .. v: walk both up to their lowest common ancestor.
         up_u, x = [u], u
@@ -411,6 +426,7 @@ def _molecule(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, np.ndar
         in_ring[up_u[:up_u.index(x) + 1]] = True
         in_ring[path_v] = True
         bonds.append((u, v))
+        bonded.add((u, v))
     bonds = np.array(bonds, dtype=np.int64).reshape(-1, 2)
     ring_bond = in_ring[bonds[:, 0]] & in_ring[bonds[:, 1]]
     # Bond type: 0 single, 1 double, 2 triple, 3 aromatic (half the ring bonds).
@@ -442,32 +458,51 @@ def _features(rng, types, bonds, bond_type, in_ring) -> Tuple[np.ndarray, np.nda
     return atoms, edges
 
 
-def _statistics(atoms: np.ndarray, bonds: np.ndarray, edge_feat: np.ndarray) -> np.ndarray:
-    """Per-graph structural statistics the hidden labelling rule reads: float64 [S].
+# Per-atom yes/no properties the hidden rule is built from, each a threshold on one OGB atom
+# feature (column, minimum): non-carbon, O or heavier, P or heavier (second row and below),
+# degree >= 2, degree >= 3, >= 1 H, >= 2 H, aromatic, in a ring.
+_ATOM_TESTS = ((0, 6), (0, 7), (0, 14), (2, 2), (2, 3), (4, 1), (4, 2), (7, 1), (8, 1))
+# Per-bond properties (column, minimum): not single, aromatic, conjugated.
+_BOND_TESTS = ((0, 1), (0, 3), (2, 1))
+NUM_STATISTICS = 9 + 81 + 27 + 81
 
-    [0:8]   count of each atom type;
-    [8:44]  count of bonds between atom types (a <= b; 8 * 9 / 2 = 36 pairs);
-    [44:76] count of atoms of type a with a bond of type t (8 x 4);
-    [76:84] count of ring atoms of type a;
-    [84:92] count of atoms of type a with >= 2 carbon neighbours.
+
+def structural_statistics(split: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per-graph counts the hidden labelling rule reads: float64 [G, 198], for ``split`` in
+    the prepared layout (``split_arrays`` output). With atom tests a, b and bond tests q:
+
+    [0:9]      atoms with a;
+    [9:90]     bonds with a at one end and b at the other (both orientations count);
+    [90:117]   bonds with q and a at either end (counted per end);
+    [117:198]  atoms with a and at least two neighbours with b.
+
+    All but the first block need messages along bonds to compute.
     """
-    k = len(_ATOMS)
-    t = np.searchsorted(_ATOMS, atoms[:, 0])
-    out = [np.bincount(t, minlength=k)]
-    a, b = np.sort(t[bonds], axis=1).T if len(bonds) else (np.zeros(0, int),) * 2
-    pair = np.zeros((k, k))
-    np.add.at(pair, (a, b), 1)
-    out.append(pair[np.triu_indices(k)])
-    atom_bond = np.zeros((k, 4))
-    for end in (0, 1):
-        np.add.at(atom_bond, (t[bonds[:, end]], edge_feat[:, 0]), 1)
-    out.append(atom_bond.ravel())
-    out.append(np.bincount(t, weights=atoms[:, 8], minlength=k))
-    carbon_nbrs = np.zeros(len(t))
-    for end in (0, 1):
-        np.add.at(carbon_nbrs, bonds[:, end], t[bonds[:, 1 - end]] == 0)
-    out.append(np.bincount(t, weights=carbon_nbrs >= 2, minlength=k))
-    return np.concatenate(out).astype(np.float64)
+    node_feat, edge_feat = split["node_feat"], split["edge_feat"]
+    node_off, edge_off = split["node_offsets"], split["edge_offsets"]
+    g = len(node_off) - 1
+    n_counts, e_counts = np.diff(node_off), np.diff(edge_off)
+    node_graph = np.repeat(np.arange(g), n_counts)
+    edge_graph = np.repeat(np.arange(g), e_counts)
+    # Split-wide node rows of each bond's two ends.
+    ends = split["edge_index"].astype(np.int64) + np.repeat(node_off[:-1], e_counts)[:, None]
+    atom = np.stack([node_feat[:, c] >= m for c, m in _ATOM_TESTS], 1).astype(np.float64)
+    bond = np.stack([edge_feat[:, c] >= m for c, m in _BOND_TESTS], 1).astype(np.float64)
+
+    def per_graph(values, graph):  # [R, K] -> [G, K] sums
+        out = np.zeros((g, values.shape[1]))
+        np.add.at(out, graph, values)
+        return out
+
+    a0, a1 = atom[ends[:, 0]], atom[ends[:, 1]]                        # [E, 9] each
+    pairs = (a0[:, :, None] * a1[:, None, :] + a1[:, :, None] * a0[:, None, :]).reshape(-1, 81)
+    bond_atom = (bond[:, :, None] * (a0 + a1)[:, None, :]).reshape(-1, 27)
+    neighbours = np.zeros((len(atom), 9))                             # neighbours with b
+    np.add.at(neighbours, ends[:, 0], a1)
+    np.add.at(neighbours, ends[:, 1], a0)
+    two = (atom[:, :, None] * (neighbours >= 2)[:, None, :]).reshape(-1, 81)
+    return np.concatenate([per_graph(atom, node_graph), per_graph(pairs, edge_graph),
+                           per_graph(bond_atom, edge_graph), per_graph(two, node_graph)], 1)
 
 
 def generate_molpcba_tiny(seed: int = 0, sizes: Optional[Mapping[str, int]] = None
@@ -475,49 +510,46 @@ def generate_molpcba_tiny(seed: int = 0, sizes: Optional[Mapping[str, int]] = No
     """``{split: split_arrays(...)}`` of generated molecule-like graphs, deterministic in seed.
 
     Labels: 128 binary tasks from one hidden rule shared by all splits. Task j reads one
-    structural statistic s_j of the graph (``_statistics``: atom counts, typed bond counts,
-    ring atoms, atoms with two carbon neighbours; most need message passing) and is positive
-    when s_j >= k_j, the threshold chosen (on the first 2,000 training graphs) for a positive
-    rate in 10-50%. 3% of labels are flipped (noise, so no task is perfectly learnable) and
-    each task leaves 10-60% of its labels unmeasured (NaN), like ogbg-molpcba's sparse labels.
+    count s_j of ``structural_statistics`` (atoms, bonds and neighbourhoods with given
+    properties; most need message passing) and is positive when s_j >= k_j, the threshold
+    chosen on the first 2,000 training graphs for a positive rate of about 10-50%. 2% of
+    labels are flipped (noise: no task is perfectly learnable) and each task leaves 10-60% of
+    its labels unmeasured (NaN), like ogbg-molpcba's sparse labels.
     """
     sizes = dict(TINY_SIZES, **(sizes or {}))
     rule_seed, *split_seeds = np.random.SeedSequence(int(seed)).spawn(1 + len(SPLITS))
     rule_rng = np.random.default_rng(rule_seed)
-    graphs, stats = {}, {}
+    out, stats = {}, {}
     for split, split_seed in zip(SPLITS, split_seeds):
         n = int(sizes[split])
         if n < 0:
             raise ValueError(f"{split} size must be >= 0, got {n}")
         rng = np.random.default_rng(split_seed)
-        graphs[split] = []
+        graphs = []
         for _ in range(n):
             types, bonds, bond_type, in_ring = _molecule(rng)
             atoms, edge_feat = _features(rng, types, bonds, bond_type, in_ring)
-            graphs[split].append({"node_feat": atoms, "edge_feat": edge_feat,
-                                  "edge_index": bonds.astype(np.int32)})
-        stats[split] = (np.stack([_statistics(g["node_feat"], g["edge_index"].astype(np.int64),
-                                              g["edge_feat"]) for g in graphs[split]])
-                        if n else np.zeros((0, 92)))
-    # The hidden rule: statistics that vary enough to give a usable positive rate.
-    calib = stats["train"][:2000] if len(stats["train"]) else np.zeros((1, 92))
-    usable = [s for s in range(calib.shape[1]) if len(np.unique(calib[:, s])) > 1]
-    stat_of_task = rule_rng.choice(usable, size=NUM_TASKS, replace=True)
+            graphs.append({"node_feat": atoms, "edge_feat": edge_feat, "edge_index": bonds,
+                           "labels": np.zeros(NUM_TASKS, np.float32)})
+        out[split] = split_arrays(graphs, f"{TINY_NAME} {split}")
+        stats[split] = structural_statistics(out[split])
+    # The hidden rule: counts that vary enough on the calibration graphs.
+    calib = stats["train"][:2000]
+    usable = [c for c in range(NUM_STATISTICS) if len(calib) and calib[:, c].std() > 0.3]
+    if not usable:
+        raise ValueError("ogbg_molpcba_tiny needs training graphs to draw its labelling rule")
+    stat_of_task = rule_rng.choice(usable, size=NUM_TASKS, replace=len(usable) < NUM_TASKS)
     rate = rule_rng.uniform(*_POSITIVE_RATE, size=NUM_TASKS)
-    threshold = np.array([max(np.quantile(calib[:, s], 1 - r, method="higher"), 1e-9)
-                          for s, r in zip(stat_of_task, rate)])
+    threshold = np.array([max(np.quantile(calib[:, c], 1 - r, method="higher"), 0.5)
+                          for c, r in zip(stat_of_task, rate)])
     missing = rule_rng.uniform(*_MISSING, size=NUM_TASKS)
-    out = {}
     for split, split_seed in zip(SPLITS, split_seeds):
         rng = np.random.default_rng(split_seed.spawn(1)[0])
-        n = len(graphs[split])
         labels = (stats[split][:, stat_of_task] >= threshold).astype(np.float32)
         flip = rng.random(labels.shape) < _FLIP
         labels[flip] = 1.0 - labels[flip]
         labels[rng.random(labels.shape) < missing] = np.nan
-        for g, row in zip(graphs[split], labels if n else []):
-            g["labels"] = row
-        out[split] = split_arrays(graphs[split], f"{TINY_NAME} {split}")
+        out[split]["labels"] = labels
     return out
 
 

@@ -69,26 +69,35 @@ class OgbgModelSizeDefinition(OgbgDefinition):
 
 
 class OgbgTinyDefinition(OgbgDefinition):
-    """GNN latent 64, hidden (64,), 3 steps on generated ogbg_molpcba_tiny
+    """GNN latent 32, hidden (32,), 3 steps (48,544 parameters) on generated ogbg_molpcba_tiny
     (``workloads.datasets.ogbg_molpcba``): 8,192 train / 1,024 validation / 1,024 test
-    molecule-like graphs (6-24 atoms), 128 tasks from a hidden structural rule.
+    molecule-like graphs (5-18 atoms, OGB feature layout), 128 tasks from a hidden structural
+    rule, 2% label noise, 10-60% of labels missing per task.
 
-    Targets: see ``tiny_targets.json`` (set by ``python -m workloads.target_setting``).
+    Targets set by ``python -m workloads.target_setting --workload ogbg_tiny --seeds 3 --out
+    workloads/ogbg/tiny_targets.json`` (results there): NAdamW at its TINY_POINT, batch 512
+    (``get_batch_size('ogbg')``), 400 steps, never stopping. Best validation mAP
+    0.8307 / 0.8346 / 0.8264 (median 0.8307) -> validation target 0.8307 - 0.02 -> 0.81,
+    first reached at steps 246 / 230 / 263 (72.7 / 61.8 / 87.8 s of submission time on two
+    busy CPU cores, one torch thread, ~0.3 s a step); test mAP there 0.8013-0.8076 -> 0.801.
+    For scale: mAP of constant scores (the positive rate) is ~0.35; the untrained net ~0.37.
+    Budget 180 s: about 2x the slowest time to target. step_hint 400: the calibration's
+    schedule length (cosine to zero at step 400).
     """
 
     name = "ogbg_tiny"
     dataset = data.TINY_NAME
     generated_data = True
-    latent_dim = 64
-    hidden_dims = (64,)
+    latent_dim = 32
+    hidden_dims = (32,)
     num_message_passing_steps = 3
     num_train_examples = data.TINY_SIZES["train"]
     num_eval_train_examples = 1_024
     num_validation_examples = data.TINY_SIZES["validation"]
     num_test_examples = data.TINY_SIZES["test"]
     eval_batch_size = 1_024
-    validation_target_value = 0.5   # PROVISIONAL: replaced by the target-setting run
-    test_target_value = 0.5
-    max_allowed_runtime_sec = 240
+    validation_target_value = 0.81
+    test_target_value = 0.801
+    max_allowed_runtime_sec = 180
     eval_period_time_sec = 10
-    step_hint = 250
+    step_hint = 400

@@ -63,6 +63,15 @@ class OgbgWorkload(PyTorchWorkload, definition.OgbgDefinition):
     def loss_fn(self, label_batch, logits_batch, mask_batch=None, label_smoothing: float = 0.0):
         return metrics.masked_bce(label_batch, logits_batch, mask_batch, label_smoothing)
 
+    def kfac_segment_layouts(self, batch: Dict[str, Any]):
+        """Per-row graph ids and real-row masks of the node, edge and graph tensors, for
+        K-FAC's per-graph factors: ``([(ids [Nc], mask), (ids [Ec], mask), (ids [Gc],
+        mask)], Gc)`` (the three row counts always differ)."""
+        g: GraphBatch = batch["inputs"]
+        graph_ids = torch.arange(g.num_graphs, device=g.graph_mask.device)
+        return ([(g.node_graph, g.node_mask > 0), (g.edge_graph, g.edge_mask > 0),
+                 (graph_ids, g.graph_mask > 0)], g.num_graphs)
+
     # --- data ------------------------------------------------------------------------------
     def _read(self, data_dir: str, split: str) -> data.GraphSplit:
         return data.load_molpcba(data_dir, split)

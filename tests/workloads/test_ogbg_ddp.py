@@ -1,0 +1,67 @@
+"""ogbg eval under DDP: two gloo processes gather every graph once and score like one."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, SUBPROCESS_ENV
+
+SCRIPT = r"""
+import json, os, sys
+import torch, torch.distributed as dist
+from algoperf import random_utils
+from workloads.datasets import ogbg_molpcba as data
+from workloads.ogbg.pytorch import OgbgTinyWorkload
+
+class Small(OgbgTinyWorkload):
+    def _read(self, data_dir, split):
+        return data.load_split(data_dir, data.NAME, split)
+
+if "LOCAL_RANK" in os.environ:
+    dist.init_process_group("gloo")
+workload = Small()
+model, state = workload.init_model_fn(random_utils.PRNGKey(0))
+# 11 validation graphs in batches of 6: 3 per process, the last batch padded with 1.
+out = workload._eval_model_on_split("validation", 11, 6, model, state, None, sys.argv[1])
+if int(os.environ.get("RANK", 0)) == 0:
+    print("RESULT " + json.dumps(out))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(data_dir, nproc):
+    args = ["-c", SCRIPT, str(data_dir)]
+    if nproc > 1:
+        script = os.path.join(str(data_dir), "eval_script.py")
+        with open(script, "w") as f:
+            f.write(SCRIPT)
+        args = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+                f"--master_port={_free_port()}", script, str(data_dir)]
+    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_two_process_eval_matches_one_process(tmp_path):
+    from tests.workloads.test_ogbg import SMALL, fake_graphs
+    from workloads.datasets import ogbg_molpcba as data
+    graphs = {s: fake_graphs(n, seed=i) for i, (s, n) in enumerate(SMALL.items())}
+    data.prepare_molpcba(tmp_path, source=lambda split: iter(graphs[split]), check_sizes=False)
+    one, two = _run(tmp_path, 1), _run(tmp_path, 2)
+    assert np.isfinite(one["mean_average_precision"])
+    assert two["mean_average_precision"] == pytest.approx(one["mean_average_precision"],
+                                                          abs=1e-6)
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
