@@ -1,5 +1,6 @@
 """ogbg: GNN, loss and metric, the molpcba prepared format and loader, the workload (fast)."""
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from sklearn.metrics import average_precision_score
 from algoperf import random_utils, spec
 from workloads import data_cli, registry
 from workloads.datasets import ogbg_molpcba as data
-from workloads.datasets.prepared import DatasetError
+from workloads.datasets.prepared import DatasetError, read_meta
 from workloads.ogbg import metrics
 from workloads.ogbg.models import GNN, GraphBatch, num_parameters
 from workloads.ogbg.pytorch import OgbgWorkload, to_batch
@@ -169,6 +170,35 @@ def test_prepare_and_loader_round_trip(prepared):
     assert packed["graph_mask"].tolist() == [1.0] * len(ids) + [0.0] * (cap.graphs - len(ids))
     assert packed["label_mask"][len(ids):].sum() == 0
     assert not np.isnan(packed["labels"]).any()
+
+
+class FakeTfds:
+    """Stands in for tensorflow_datasets: ``load('ogbg_molpcba', split=...)`` of dicts."""
+    __version__ = "fake"
+
+    def __init__(self, graphs):
+        self.graphs = graphs
+
+    def load(self, name, split, shuffle_files, **kwargs):
+        assert name == "ogbg_molpcba" and not shuffle_files
+        return self.graphs[split]
+
+    def as_numpy(self, ds):
+        return ds
+
+
+def test_prepare_through_tensorflow_datasets(tmp_path, monkeypatch):
+    graphs = {s: fake_graphs(n, seed=i) for i, (s, n) in enumerate(SMALL.items())}
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", FakeTfds(graphs))
+    data.prepare_molpcba(tmp_path, check_sizes=False)
+    test = data.load_molpcba(tmp_path, "test", check_sizes=False)
+    assert len(test) == SMALL["test"]
+    assert np.array_equal(test.graph(8)["labels"], graphs["test"][8]["labels"], equal_nan=True)
+    meta = read_meta(tmp_path, data.NAME)
+    assert meta["extra"]["tfds_version"] == "fake"
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+    with pytest.raises(DatasetError, match="tensorflow-datasets"):
+        data.prepare_molpcba(tmp_path / "other")
 
 
 def test_pack_grows_capacity_instead_of_dropping_graphs(prepared):

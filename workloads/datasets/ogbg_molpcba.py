@@ -33,7 +33,10 @@ The capacities are ``capacity_for(stats, b)``: b + 1 graphs and the mean plus si
 deviations of the total node / directed-edge count of b random graphs (rounded up to 64), so
 one shape repeats for every batch in practice; a batch that would overflow gets the next
 multiple of 64 that fits (a rare new shape, never a dropped graph). The three row counts
-always differ (K-FAC tells node, edge and graph layers apart by them).
+always differ (K-FAC tells node, edge and graph layers apart by them). A difference from
+AlgoPerf's JAX pipeline, which packs graphs greedily into fixed node/edge budgets
+(``jraph.dynamically_batch``) and so may put fewer graphs than the batch size in a batch:
+here every training batch holds exactly the batch size in graphs.
 """
 import dataclasses
 import math
