@@ -33,6 +33,13 @@ point's frequency unchanged; cifar_wrn_tiny (step_hint 250) gets 25 (preconditio
 rule gives 1024- and 768-sized ones) costs ~1.3 s on one CPU thread, ~3 forward-backward
 passes; every 25 steps that is ~15% of a step. A point may set ``min_root_refreshes`` (0
 turns the rule off).
+
+``tuning_search_space_tiny.json`` (one point, for the tiny tier): the winner's Shampoo settings
+(block 1024, frequency 100 -> scaled as above, epsilon 1e-8, Adam grafting, NAdam, no momentum)
+with the first-order hyperparameters of the NAdamW point that set the cifar_wrn_tiny targets
+(``workloads/cifar_wrn/tiny_targets.json``: lr 0.003, b1 0.9, b2 0.999, wd 0.05, warmup 0.05,
+no label smoothing, no dropout). The v0.5 points' learning rates (0.0012-0.0017, or SGD
+grafting at lr 4.2) were tuned for full-size schedules and miss the 120 s tiny budget.
 """
 from submissions import first_order
 from submissions.optimizers.shampoo import Shampoo
