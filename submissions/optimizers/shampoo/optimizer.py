@@ -90,7 +90,9 @@ class Shampoo(torch.optim.Optimizer):
       grafting_beta2: Adam grafting's second-moment decay (default b2).
       grafting_epsilon: Adam grafting's epsilon (outside the square root).
       precondition_1d: precondition 1-D parameters with a full-matrix (blocked) factor; off,
-        they take the first-order (grafted) fallback.
+        they take the first-order (grafted) fallback. "1-D" is the merged shape: a small
+        matrix whose dims multiply to <= max_preconditioner_dim (a (10, 64) head at 1024)
+        merges to a vector and is treated as one (Distributed Shampoo's merge rule).
       max_dim_for_shampoo: parameters with any dim >= this take the fallback (embedding
         tables; AlgoPerf's Shampoo used row-wise AdaGrad for dims >= 1,000,000).
     """
