@@ -134,20 +134,39 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
                     os.path.join(trial_dir, logger_utils.HPARAMS_FILE),
                     search_space.hyperparameters_to_dict(hyperparameters)
                     if hyperparameters is not None else {})
+            tracker = _tracker(config, backend, study, trial, hyperparameters,
+                               {**metadata, "trial": trial, "study": study})
             trial_config = runner.TrialConfig(
                 data_dir=data_dir, imagenet_v2_data_dir=config.imagenet_v2_data_dir,
                 max_global_steps=config.max_global_steps,
                 self_tuning=config.tuning_ruleset == "self",
                 save_checkpoints=config.save_checkpoints, resume=config.resume_last_run,
-                trial_label=label)
+                trial_label=label, on_eval=tracker.log_eval if tracker else None)
             result = runner.run_trial_safely(
                 lambda: runner.train_once(workload, submission, backend, hyperparameters,
                                           runner.trial_seed(rng_seed, study, trial), trial_dir,
                                           trial_config),
                 trial_dir, label)
+            if tracker:
+                tracker.finish(result)
             results.append(result)
             _log_summary(label, workload, result)
     return results
+
+
+def _tracker(config: ExperimentConfig, backend, study: int, trial: int, hyperparameters,
+             metadata):
+    """A W&B run for this trial when --wandb is on (chief process only), else None."""
+    from algoperf import tracking
+    if not (tracking.enabled(config.flags) and backend.is_chief):
+        return None
+    return tracking.TrialTracker(
+        config.flags, workload=config.workload,
+        submission=os.path.basename(os.path.dirname(os.path.abspath(config.submission_path))),
+        experiment_name=config.experiment_name, study=study, num_studies=config.num_studies,
+        trial=trial, metadata=metadata,
+        hyperparameters=search_space.hyperparameters_to_dict(hyperparameters)
+        if hyperparameters is not None else None)
 
 
 def _resumed_hyperparameters(trial_dir: Optional[str], config: ExperimentConfig):

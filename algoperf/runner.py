@@ -109,6 +109,8 @@ class TrialConfig:
     save_checkpoints: bool = True
     resume: bool = False
     trial_label: str = "trial"
+    # Called with (global_step, eval row) after each logged eval, off the clock (tracking).
+    on_eval: Optional[Callable[[int, Dict[str, float]], None]] = None
 
 
 def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
@@ -247,6 +249,8 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
             if chief:
                 logger.append_scalar_metrics(latest, global_step, preemption_count,
                                              is_eval=True)
+                if config.on_eval is not None:
+                    config.on_eval(global_step, logger.eval_rows[-1])
                 _log_progress(config.trial_label, workload, global_step, latest, budget)
             _check_finite_loss(latest, global_step)
             if config.save_checkpoints and chief:

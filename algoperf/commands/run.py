@@ -33,6 +33,11 @@ flags.DEFINE_boolean("overwrite", False, "Delete existing trials in the experime
 flags.DEFINE_boolean("save_checkpoints", True, "Checkpoint at every eval (for resuming).")
 flags.DEFINE_string("data_dir", None, "Prepared dataset folder (tiny tier: generated here).")
 flags.DEFINE_string("imagenet_v2_data_dir", None, "Prepared ImageNet-v2 folder (test split).")
+flags.DEFINE_boolean("wandb", False, "Log every eval, the hyperparameters and the metadata of "
+                     "each trial to Weights & Biases (one run per trial; needs '.[tracking]').")
+flags.DEFINE_string("wandb_project", "algoperf", "W&B project (--wandb).")
+flags.DEFINE_string("wandb_entity", None, "W&B entity / team (--wandb).")
+flags.DEFINE_string("wandb_run_name", None, "Prefix of the W&B run names (--wandb).")
 
 FLAGS = flags.FLAGS
 
@@ -44,6 +49,12 @@ def main(argv) -> None:
     for name in ("workload", "submission_path"):
         if not FLAGS[name].value:
             _fail(f"--{name} is required")
+    if FLAGS.wandb:
+        from algoperf import tracking
+        try:
+            tracking.require()
+        except tracking.TrackingError as error:
+            _fail(str(error))
     config = experiment.ExperimentConfig(
         workload=FLAGS.workload, submission_path=FLAGS.submission_path,
         experiment_dir=FLAGS.experiment_dir, experiment_name=FLAGS.experiment_name,

@@ -48,6 +48,11 @@ flags.DEFINE_integer("slurm_time_min", 60, "Slurm time limit of one trial's job,
                      "job that hits it is requeued and resumes the trial.")
 flags.DEFINE_integer("gpus_per_job", 0, "GPUs of one trial's Slurm job.")
 flags.DEFINE_integer("cpus_per_job", 1, "CPUs of one trial's Slurm job.")
+flags.DEFINE_boolean("wandb", False, "Log each trial to Weights & Biases (one run per trial, "
+                     "grouped by submission and study) and push the score report.")
+flags.DEFINE_string("wandb_project", "algoperf", "W&B project (--wandb).")
+flags.DEFINE_string("wandb_entity", None, "W&B entity / team (--wandb).")
+flags.DEFINE_string("wandb_run_name", None, "Prefix of the W&B run names (--wandb).")
 
 FLAGS = flags.FLAGS
 
@@ -63,7 +68,10 @@ def main(argv) -> None:
                                 FLAGS.num_trials, FLAGS.rng_seed, FLAGS.submissions_dir,
                                 FLAGS.tuning_ruleset)
         executor = None if FLAGS.score_only else _executor()
-    except plan.SuiteError as error:
+        if FLAGS.wandb:
+            from algoperf import tracking
+            tracking.require()
+    except (plan.SuiteError, ValueError) as error:
         _fail(str(error))
     names = sorted({t.submission for t in trials})
     print(f"suite: submissions {', '.join(names)} | workloads {', '.join(workloads)} | "
@@ -99,9 +107,12 @@ def _task_factory():
         1, cores // max(FLAGS.num_workers, 1))
     data_dir = os.path.abspath(FLAGS.data_dir) if FLAGS.data_dir else None
 
+    from algoperf import tracking
+    extra = tracking.passthrough_flags(FLAGS.flag_values_dict())
+
     def make_task(spec: plan.TrialSpec) -> TrialTask:
         return TrialTask(spec, data_dir=data_dir, max_global_steps=FLAGS.max_global_steps,
-                         num_threads=threads)
+                         num_threads=threads, extra_flags=extra)
     return make_task
 
 
@@ -121,11 +132,15 @@ def _score(trials, workloads) -> None:
     from algoperf.suite.scores import score_folder
     from scoring.errors import ScoringInputError
     try:
-        score_folder(trials[0].runs_dir, os.path.join(FLAGS.output_dir, "scores"), workloads,
-                     FLAGS.num_studies, FLAGS.num_trials, "Benchmark suite",
-                     self_tuning=FLAGS.tuning_ruleset == "self")
+        result, paths = score_folder(trials[0].runs_dir, os.path.join(FLAGS.output_dir, "scores"),
+                                     workloads, FLAGS.num_studies, FLAGS.num_trials,
+                                     "Benchmark suite", self_tuning=FLAGS.tuning_ruleset == "self")
     except (ScoringInputError, ValueError) as error:
         _fail(f"scoring {trials[0].runs_dir}: {error}")
+    if FLAGS.wandb:
+        from algoperf import tracking
+        tracking.push_scores(FLAGS.flag_values_dict(), result, paths)
+        print("suite: score report pushed to W&B (table + performance profile)", flush=True)
 
 
 def _fail(message: str) -> None:

@@ -1,0 +1,108 @@
+"""W&B tracking in offline mode: what is written is read back from the run files and checked."""
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from algoperf import tracking
+from algoperf.runner import TrialResult
+from tests.conftest import REPO, run_cli
+
+wandb = pytest.importorskip("wandb", reason="wandb not installed (pip install -e '.[tracking]')")
+
+FIXTURES = os.path.join(REPO, "tests", "suite", "fixtures")
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wb"), "WANDB_SILENT": "true",
+           "WANDB_DISABLE_GIT": "true", "WANDB_DISABLE_CODE": "true"}
+    os.makedirs(env["WANDB_DIR"])
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def finished_runs(wandb_dir, count, timeout=90.0):
+    """The offline runs once ``count`` of them hold their exit record.
+
+    W&B's service process writes the run file on its own schedule: the client's ``finish()``
+    (or the client process's exit) can return before the last records are on disk.
+    """
+    deadline = time.time() + timeout
+    while True:
+        paths = tracking.offline_run_files(wandb_dir)
+        kinds = [[r.WhichOneof("record_type") for r in tracking.offline_records(p)]
+                 for p in paths]
+        if len(paths) >= count and all("exit" in k for k in kinds):
+            return [tracking.offline_run(p) for p in paths]
+        assert time.time() < deadline, f"W&B runs under {wandb_dir} not finished: {kinds}"
+        time.sleep(0.5)
+
+
+def test_flags_are_passed_through_only_when_enabled():
+    assert tracking.passthrough_flags({"wandb": False, "wandb_project": "p"}) == ()
+    assert tracking.passthrough_flags({"wandb": True, "wandb_project": "p",
+                                       "wandb_entity": None, "wandb_run_name": "r"}) == (
+        "--wandb", "--wandb_project=p", "--wandb_run_name=r")
+
+
+def test_trial_tracker_logs_every_eval_row_hyperparameters_and_outcome(offline):
+    rows = [{"score": 0.5, "validation/accuracy": 0.25, "train/loss": 2.0},
+            {"score": 1.5, "validation/accuracy": 0.75, "train/loss": 0.5}]
+    tracker = tracking.TrialTracker(
+        {"wandb": True, "wandb_project": "proj", "wandb_run_name": "exp"}, workload="mnist_tiny",
+        submission="nadamw", experiment_name="nadamw/study_2", study=0, num_studies=1, trial=3,
+        hyperparameters={"learning_rate": 0.01}, metadata={"rng_seed": 7})
+    tracker.log_eval(1, rows[0])
+    tracker.log_eval(9, rows[1])
+    tracker.finish(TrialResult(trial_dir=None, global_step=9, accumulated_submission_time=1.5,
+                               reached_validation=True, time_to_target=1.5))
+    (run,) = finished_runs(offline["WANDB_DIR"], 1)
+    assert run["run"] == {"name": "exp/nadamw/study_2/mnist_tiny/trial_3",
+                          "group": "nadamw/study_2", "job_type": "mnist_tiny",
+                          "project": "proj"}
+    assert run["config"]["hyperparameters"] == {"learning_rate": 0.01}
+    assert run["config"]["metadata"] == {"rng_seed": 7} and run["config"]["trial"] == 3
+    history = [{k: v for k, v in h.items() if not k.startswith("_")} for h in run["history"]]
+    assert history == [{**rows[0], "global_step": 1}, {**rows[1], "global_step": 9}]
+    assert [h["_step"] for h in run["history"]] == [1, 9]
+    assert run["summary"]["reached_validation_target"] is True
+    assert run["summary"]["time_to_target"] == 1.5 and run["summary"]["failed"] is False
+
+
+def test_reader_rejects_a_file_that_is_not_a_run(tmp_path):
+    bad = tmp_path / "run-x.wandb"
+    bad.write_bytes(b"not a run")
+    with pytest.raises(ValueError, match="not a W&B run file"):
+        list(tracking.offline_records(str(bad)))
+
+
+@pytest.mark.slow
+def test_suite_with_wandb_logs_each_trial_and_pushes_the_scores(tmp_path, tiny_data_dir,
+                                                               offline):
+    out = run_cli("suite", f"--output_dir={tmp_path / 'out'}", f"--submissions_dir={FIXTURES}",
+                  "--submissions=quick", "--workloads=mnist_tiny", "--num_workers=1",
+                  "--max_global_steps=5", f"--data_dir={tiny_data_dir}", "--wandb",
+                  "--wandb_project=suite_test", env=offline)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "score report pushed to W&B" in out.stdout
+    runs = finished_runs(offline["WANDB_DIR"], 2)
+    trial = next(r for r in runs if r["run"]["job_type"] == "mnist_tiny")
+    scores = next(r for r in runs if r["run"]["job_type"] == "scores")
+    assert trial["run"]["group"] == "quick/study_0"
+    assert trial["run"]["project"] == "suite_test"
+    csv = pd.read_csv(tmp_path / "out" / "external_tuning" / "quick" / "study_0" /
+                      "mnist_tiny_pytorch" / "trial_1" / "eval_measurements.csv")
+    logged = pd.DataFrame(trial["history"])
+    assert logged["global_step"].tolist() == csv["global_step"].tolist()
+    assert logged["validation/accuracy"].tolist() == pytest.approx(
+        csv["validation/accuracy"].tolist())
+    assert trial["config"]["hyperparameters"]["learning_rate"] > 0
+    assert "git_hash" in trial["config"]["metadata"]
+    (pushed,) = scores["history"]
+    assert pushed["scores/_type"] == "table-file" and pushed["scores/nrows"] == 1
+    assert pushed["performance_profile/_type"] == "image-file"
+    assert pushed["performance_profile/format"] == "png"
+    assert "score/quick" in scores["summary"]
