@@ -1,0 +1,88 @@
+"""``algoperf suite --executor=slurm``: the same plan as one Slurm job per trial (submitit).
+
+The end-to-end test needs a running Slurm: a one-node cluster on localhost that
+``.ci/install_slurm.sh`` installs and starts (CI runs it first). Where there is none and it
+cannot be started here (not root, no slurm-wlm), the test is skipped and says why.
+"""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from algoperf.suite import plan
+from algoperf.suite.task import TrialTask
+from tests.conftest import REPO, run_cli
+
+submitit = pytest.importorskip("submitit", reason="submitit not installed (pip install -e "
+                               "'.[cluster]')")
+
+FIXTURES = os.path.join(REPO, "tests", "suite", "fixtures")
+INSTALL = os.path.join(REPO, ".ci", "install_slurm.sh")
+
+
+def slurm_is_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True,
+                         timeout=30)
+    return out.returncode == 0 and any(s.strip().rstrip("*") in ("idle", "mixed", "allocated")
+                                       for s in out.stdout.splitlines())
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A working one-node Slurm, started with .ci/install_slurm.sh --start-only if needed."""
+    if slurm_is_up():
+        return
+    if not shutil.which("slurmctld"):
+        pytest.skip("no Slurm here: run `sudo .ci/install_slurm.sh` (installs slurm-wlm and "
+                    "munge, starts a one-node cluster on localhost)")
+    if os.geteuid() != 0:
+        pytest.skip("Slurm is installed but not running, and starting it needs root: run "
+                    "`sudo .ci/install_slurm.sh --start-only`")
+    out = subprocess.run(["bash", INSTALL, "--start-only"], capture_output=True, text=True,
+                         timeout=180)
+    if out.returncode != 0 or not slurm_is_up():
+        pytest.skip(f"could not start a local Slurm: {(out.stderr or out.stdout)[-500:]}")
+
+
+def test_requeue_hook_resubmits_the_same_trial(tmp_path):
+    spec = plan.make_plan(str(tmp_path), ["quick"], ["mnist_tiny"], 1, 1,
+                          submissions_dir=FIXTURES)[0]
+    task = TrialTask(spec, max_global_steps=5)
+    delayed = task.checkpoint()
+    assert isinstance(delayed, submitit.helpers.DelayedSubmission)
+    assert delayed.function is task and "--resume_last_run" in task.command()
+
+
+def test_slurm_flags_become_job_parameters(tmp_path):
+    from algoperf.suite.executors import SlurmExecutor
+    executor = SlurmExecutor(str(tmp_path), partition="gpu", account="lab", time_min=90,
+                             gpus_per_job=8, cpus_per_job=16)
+    script = executor._executor._make_submission_file_text("python -c pass", "%j")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --time=90",
+                 "#SBATCH --gpus-per-node=8", "#SBATCH --cpus-per-task=16"):
+        assert line in script, script
+    assert "#SBATCH --signal=USR2@60" in script  # submitit's requeue signal, 60 s before
+    with pytest.raises(plan.SuiteError, match="--slurm_time_min=0"):
+        SlurmExecutor(str(tmp_path), time_min=0)
+
+
+@pytest.mark.slow
+def test_suite_runs_trials_as_slurm_jobs(tmp_path, tiny_data_dir, slurm_cluster):
+    out = run_cli("suite", f"--output_dir={tmp_path}", f"--submissions_dir={FIXTURES}",
+                  "--submissions=quick", "--workloads=mnist_tiny", "--num_trials=2",
+                  "--max_global_steps=5", f"--data_dir={tiny_data_dir}", "--executor=slurm",
+                  "--slurm_time_min=10", "--cpus_per_job=1", "--progress_every=10")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "2 to run on slurm" in out.stdout
+    assert "2/2 finished (2 done, 0 failed)" in out.stdout
+    for trial in (1, 2):
+        trial_dir = (tmp_path / "external_tuning" / "quick" / "study_0" / "mnist_tiny_pytorch"
+                     / f"trial_{trial}")
+        assert (trial_dir / "suite_done.json").exists()
+        assert (trial_dir / "eval_measurements.csv").read_text().count("\n") >= 2
+    # submitit's per-job logs: one stdout file per Slurm job.
+    assert len(list((tmp_path / "slurm").glob("*_log.out"))) == 2
+    assert "rank  submission" in out.stdout
