@@ -21,7 +21,8 @@ schedule warmup_factor * T linear warmup then cosine to 0 at T = step_hint_facto
 (use_cosine_decay is true in all five points). Names that only configure Distributed Shampoo's
 communication (communication_dtype, communicate_params) do not apply here: every process computes
 the same roots from the all-reduced gradients. Like Distributed Shampoo, 1-D parameters (biases,
-norms) are preconditioned with a full-matrix factor (``precondition_1d=True``).
+norms) are preconditioned with a full-matrix factor (``precondition_1d=True``; a point may set
+``precondition_1d: false`` to give them the grafted first-order update instead).
 
 Tiny tier (our deviation, documented): the points' frequency 100 was chosen for workloads of
 52,000-168,000 steps (500+ root refreshes). A ``_tiny`` workload has step_hint 250-2,000, where
@@ -99,7 +100,7 @@ def make_optimizer(parameters, hp) -> Shampoo:
         exponent_multiplier=hp.exponent_multiplier, use_nadam=hp.use_nadam,
         use_bias_correction=True, grafting=hp.grafting_type.lower(),
         grafting_beta2=1.0 - hp.one_minus_beta2, grafting_epsilon=hp.grafting_epsilon,
-        precondition_1d=True)
+        precondition_1d=getattr(hp, "precondition_1d", True))
 
 
 _init_optimizer_state, update_params = first_order.build(

@@ -71,6 +71,18 @@ def test_frequency_is_scaled_only_on_short_schedules():
     assert sub.effective_frequency(off, 250) == 100
 
 
+def test_precondition_1d_is_an_optional_point_setting():
+    sub = _submission()
+    hp = _points()[0]
+    vector = torch.nn.Parameter(torch.zeros(5))
+    opt = sub.make_optimizer([vector], first_order.as_hyperparameters(
+        dict(hp._asdict(), precondition_1d=False)))
+    assert not opt.param_groups[0]["precondition_1d"]
+    vector.grad = torch.ones(5)
+    opt.step()
+    assert "factors" not in opt.state[vector]
+
+
 @pytest.mark.slow
 def test_cli_run_on_cifar_wrn_tiny(tmp_path, tiny_data_dir):
     """40 steps through ``algoperf run``: preconditioning from step 25 (the scaled frequency),
