@@ -228,12 +228,18 @@ def test_full_size_train_step_and_eval(prepared, name):
     loss["summed"].backward()
     optimizer.step()
     assert model.head.weight.abs().sum() > 0  # zero-initialised head moved
-    results = workload.eval_model(2, model, state, rng, data, None, 1)
-    assert results["validation/num_examples"] == 5 and results["test/num_examples"] == 3
+    # One padded eval batch per split (the model stays full-size: 224x224, 196 tokens).
+    if name == "imagenet_vit":
+        results = workload.eval_model(5, model, state, rng, data, None, 1)
+        assert results["validation/num_examples"] == 5 and results["test/num_examples"] == 3
+        assert np.isfinite(results["train/loss"])
+    else:
+        results = {f"validation/{k}": v for k, v in workload._eval_model_on_split(
+            "validation", 5, 5, model, state, rng, data).items()}
     assert 0.0 <= results["validation/accuracy"] <= 1.0
-    assert np.isfinite(results["train/loss"])
+    assert np.isfinite(results["validation/loss"])
     # Eval-mode forward is deterministic.
-    x = batch["inputs"]
+    x = batch["inputs"][:1]
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(x), model(x))
@@ -266,8 +272,8 @@ def test_loader_workers_env(monkeypatch):
 
 
 # --- tiny data ------------------------------------------------------------------------------------
-def test_tiny_data_is_deterministic_and_the_label_is_the_offset():
-    sizes = {"train": 64, "validation": 16, "test": 16}
+def test_tiny_data_is_deterministic_and_the_label_is_the_relation():
+    sizes = {"train": 96, "validation": 16, "test": 16}
     a = imagenet.generate_imagenet_tiny(0, sizes)
     b = imagenet.generate_imagenet_tiny(0, sizes)
     c = imagenet.generate_imagenet_tiny(1, sizes)
@@ -276,14 +282,27 @@ def test_tiny_data_is_deterministic_and_the_label_is_the_offset():
     for image, label in zip(a["train"]["images"], a["train"]["labels"]):
         red = (image[..., 0] > 180) & (image[..., 2] < 90)
         blue = (image[..., 2] > 180) & (image[..., 0] < 90)
-        (ay, ax), (by, bx) = (np.argwhere(m).mean(0) // 8 for m in (red, blue))
-        assert imagenet.TINY_OFFSETS[label] == (bx - ax, by - ay)
-    assert np.bincount(a["train"]["labels"], minlength=16).tolist() == [4] * 16
+        assert red.sum() == blue.sum() == 36   # two whole 6x6 squares
+        (ay, ax), (by, bx) = (np.argwhere(m).mean(0) for m in (red, blue))
+        # Pixel-rounded centres: at most 0.5 px off the drawn ones, inside the class region
+        # or within a pixel of its border.
+        near = {imagenet.tiny_class_of(by - ay + ey, bx - ax + ex)
+                for ey in (-1, 0, 1) for ex in (-1, 0, 1)}
+        assert label in near
+    assert np.bincount(a["train"]["labels"], minlength=16).tolist() == [6] * 16
+    # The class regions: east near, south-east near, north far; outside every band or
+    # between two directions: -1.
+    assert imagenet.tiny_class_of(0, 10) == 0
+    assert imagenet.tiny_class_of(7, 7) == 1
+    assert imagenet.tiny_class_of(-19, 0) == 8 + 6
+    assert imagenet.tiny_class_of(0, 14) == -1
+    r = 10 * np.array([np.sin(np.radians(22.5)), np.cos(np.radians(22.5))])
+    assert imagenet.tiny_class_of(*r) == -1
 
 
 def test_tiny_workload_reads_its_generated_jpegs(tmp_path):
     workload = registry.get_workload("imagenet_vit_tiny")
-    sizes = {"train": 64, "validation": 16, "test": 16}
+    sizes = {"train": 48, "validation": 16, "test": 16}
     imagenet.ensure_imagenet_tiny(tmp_path, sizes=sizes)
     split = imagenet.load_imagenet_tiny(tmp_path, "validation", sizes=sizes)
     raw = imagenet.generate_imagenet_tiny(0, sizes)["validation"]

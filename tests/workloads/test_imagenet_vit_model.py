@@ -149,3 +149,19 @@ def test_mean_pool_is_permutation_equivariant_without_position_embeddings():
     with torch.no_grad():
         model.pos_embedding.zero_()
     torch.testing.assert_close(model(x), model(swapped), atol=1e-5, rtol=1e-5)
+
+
+def test_position_embeddings_start_as_the_2d_sincos_code_and_are_learned():
+    from workloads.imagenet_vit.models import sincos_2d
+    table = sincos_2d(3, 8)                       # 9 tokens, 2 frequencies per quarter
+    assert table.shape == (1, 9, 8)
+    token = table[0, 3 * 1 + 2]                   # (y, x) = (1, 2); omegas (1, 1e-4)
+    expected = [torch.sin(torch.tensor(2.0)), torch.sin(torch.tensor(2e-4)),
+                torch.cos(torch.tensor(2.0)), torch.cos(torch.tensor(2e-4)),
+                torch.sin(torch.tensor(1.0)), torch.sin(torch.tensor(1e-4)),
+                torch.cos(torch.tensor(1.0)), torch.cos(torch.tensor(1e-4))]
+    torch.testing.assert_close(token, torch.stack(expected))
+    model = ViT(image_size=12, patch=4, width=8, depth=1, mlp_dim=8, num_heads=2,
+                num_classes=2)
+    torch.testing.assert_close(model.pos_embedding.data, table)
+    assert model.pos_embedding.requires_grad

@@ -338,13 +338,9 @@ def load_jpeg_split(data_dir: PathLike, name: str, split: str,
 # Decoding and per-example transforms
 # ----------------------------------------------------------------------------------------
 
-def decode(jpeg, min_size: int = 0) -> Image.Image:
-    """Encoded bytes -> RGB PIL image. With ``min_size``, JPEG DCT scaling (``draft``) may
-    decode at 1/2, 1/4 or 1/8 resolution while both sides stay >= ``min_size`` pixels."""
-    image = Image.open(io.BytesIO(jpeg))
-    if min_size and image.format == "JPEG":
-        image.draft("RGB", (min_size, min_size))
-    return image.convert("RGB")
+def decode(jpeg) -> Image.Image:
+    """Encoded bytes (JPEG; also PNG or CMYK JPEG, which ImageNet train has) -> RGB image."""
+    return Image.open(io.BytesIO(jpeg)).convert("RGB")
 
 
 def augment_train(image: Image.Image, rng: np.random.Generator, size: int,
@@ -372,14 +368,20 @@ class AugmentConfig:
 
 
 def example_rng(seed: int, batch: int, position: int) -> np.random.Generator:
-    """The generator of the example at ``position`` of train batch ``batch`` (tag 1; tag 2
-    is ``batch_rng``'s)."""
-    return np.random.default_rng((int(seed), 1, int(batch), int(position)))
+    """The generator of the example at ``position`` of train batch ``batch``: a Philox stream
+    keyed by (seed, 1) starting at counter (0, 0, batch, position); streams of different
+    examples never meet (each would need 2^64 draws). Cheap to create, unlike a SeedSequence.
+    """
+    key = [int(seed) & 0xFFFFFFFFFFFFFFFF, 1]
+    return np.random.Generator(np.random.Philox(key=key, counter=[0, 0, int(batch),
+                                                                   int(position)]))
 
 
 def batch_rng(seed: int, batch: int) -> np.random.Generator:
-    """The generator of whole-batch draws (mixup's lambda) of train batch ``batch``."""
-    return np.random.default_rng((int(seed), 2, int(batch)))
+    """The generator of whole-batch draws (mixup's lambda) of train batch ``batch``
+    (key (seed, 2): disjoint from every ``example_rng``)."""
+    key = [int(seed) & 0xFFFFFFFFFFFFFFFF, 2]
+    return np.random.Generator(np.random.Philox(key=key, counter=[0, 0, int(batch), 0]))
 
 
 class _Chunks(torch.utils.data.Dataset):
@@ -522,17 +524,17 @@ class ImageLoader:
 
 TINY_SIZES = {"train": 16_384, "validation": 2_048, "test": 2_048}
 TINY_IMAGE_SIZE = 32
-TINY_NUM_CLASSES = 12
+TINY_NUM_CLASSES = 16
 # Bump when the generator's output changes: cached copies are then regenerated.
-TINY_GENERATOR_VERSION = 1
+TINY_GENERATOR_VERSION = 2
 _OBJ = 6                     # object side, pixels
 _NOISE = 12.0                # background pixel noise sd, grey levels
 _TINY_JPEG_QUALITY = 95
-# The 12 classes: B's direction from A (east, south, west, north; +-20 degrees) x the
-# distance band of their centres (pixels); class = 4 * band + direction.
-_DIRECTIONS = 4
-_ANGLE_JITTER = 20.0
-_BANDS = ((5.0, 8.0), (11.0, 14.0), (17.0, 21.0))
+# The 16 classes: B's direction from A (8 compass directions, +-12 degrees) x the distance
+# band of their centres (pixels; the squares never overlap); class = 8 * band + direction.
+_DIRECTIONS = 8
+_ANGLE_JITTER = 12.0
+_BANDS = ((9.0, 12.0), (16.0, 21.0))
 
 
 def _tiny_centres(rng: np.random.Generator, labels: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -562,9 +564,9 @@ def generate_imagenet_tiny(seed: int = 0, sizes: Optional[Mapping[str, int]] = N
     """``{split: {"images": uint8 [N, 32, 32, 3], "labels": int64 [N]}}``, deterministic in seed.
 
     Two 6x6 squares on a noisy grey background, at any pixel position: A reddish, B bluish
-    (random levels). The class (12) is where B lies relative to A: its direction (east,
-    south, west, north, +-20 degrees) x the distance band of the centres (5-8, 11-14 or
-    17-21 pixels); ``tiny_class_of``. No single patch tells the class, nor does either
+    (random levels). The class (16) is where B lies relative to A: its direction (8 compass
+    directions from east, clockwise as y grows downwards, +-12 degrees) x the distance band
+    of the centres (9-12 or 16-21 pixels); ``tiny_class_of``. No single patch tells the class, nor does either
     object's position or colour: the model has to relate the two objects (the distance is
     not a sum of per-token terms, so pooling token features cannot give it; attention can).
     Balanced, shuffled classes.
@@ -655,3 +657,36 @@ def load_imagenet_tiny(data_dir: PathLike, split: str, seed: int = 0,
     ensure_imagenet_tiny(data_dir, seed, sizes)
     return JpegSplit(data_dir, tiny_name(seed, sizes), split, sizes[split],
                      f"algoperf data --dataset {TINY_NAME} --data_dir {data_dir}")
+
+
+# ----------------------------------------------------------------------------------------
+# Full-size shapes for loader benchmarks
+# ----------------------------------------------------------------------------------------
+
+def write_full_shapes_imagenet(data_dir: PathLike, num_distinct: int = 256,
+                               seed: int = 0) -> Path:
+    """A prepared ``imagenet`` with the real train split size (1,281,167) and real-looking
+    JPEGs, for loader benchmarks: ``num_distinct`` smooth random images of ImageNet's typical
+    sizes (short side 333-500, aspect 3:4-4:3, ~110 KB at quality 90), each example's byte
+    range pointing at one of them (one shard: ``shard_size`` covers the whole split). The
+    loader does exactly the work of real ImageNet: decode a JPEG of that size, augment."""
+    rng = np.random.default_rng(seed)
+    jpegs = []
+    for _ in range(num_distinct):
+        h = int(rng.integers(333, 501))
+        w = int(np.clip(h * rng.uniform(3 / 4, 4 / 3), 200, 700))
+        coarse = rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+        image = np.asarray(Image.fromarray(coarse).resize((w, h), Image.BICUBIC))
+        noisy = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+        jpegs.append(encode_jpeg(noisy, quality=90))
+    sizes = np.array([len(j) for j in jpegs])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    n = SIZES["train"]
+    which = rng.integers(0, num_distinct, n)
+    extra = {"source": "synthetic full shapes", "layout": "jpeg-shards", "shard_size": n}
+    with PreparedWriter(data_dir, NAME, extra, overwrite=True) as writer:
+        writer.add("train", "jpeg_00000", np.frombuffer(b"".join(jpegs), np.uint8))
+        writer.add("train", "labels", rng.integers(0, NUM_CLASSES, n).astype(np.int64))
+        writer.add("train", "ranges", np.stack([starts[which], starts[which] + sizes[which]], 1))
+        writer.set_num_examples("train", n)
+    return writer.final_dir

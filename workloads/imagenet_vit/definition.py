@@ -101,9 +101,9 @@ class ImagenetVitTinyDefinition(ImagenetVitDefinition):
     flip = False              # a flip would swap east and west: the label would be wrong
     randaug_layers = 0
     mixup_alpha = 0.2
-    patch = 4
+    patch = 8
     width = 64
-    depth = 3
+    depth = 2
     mlp_dim = 128
     num_heads = 4
     validation_target_value = 0.9

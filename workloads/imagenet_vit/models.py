@@ -1,8 +1,8 @@
 """Vision Transformer (Dosovitskiy et al. 2021, arXiv:2010.11929) as AlgoPerf's imagenet_vit.
 
 ViT-S/16 (``ViT()`` defaults): width D = 384, depth 12, MLP 1536, 6 heads, 16x16 patches,
-learned position embeddings, pre-LayerNorm blocks, global average pooling (no class token),
-1000 classes. Shapes for a batch of N images [N, 3, 224, 224]:
+learned position embeddings (initialised with the 2-D sin-cos code), pre-LayerNorm blocks,
+global average pooling (no class token), 1000 classes. Shapes for a batch of N images [N, 3, 224, 224]:
 
     patchify     [N, 3, 224, 224] -> [N, T, 3*16*16]       T = (224/16)^2 = 196 tokens
     embed        nn.Linear(768, D) + pos_embedding [1, T, D]
@@ -53,6 +53,19 @@ def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
         raise ValueError(f"image size {h}x{w} is not divisible by the patch size {patch}")
     x = images.reshape(n, c, h // patch, patch, w // patch, patch)
     return x.permute(0, 2, 4, 1, 3, 5).reshape(n, (h // patch) * (w // patch), c * patch * patch)
+
+
+def sincos_2d(grid: int, width: int, temperature: float = 10_000.0) -> torch.Tensor:
+    """[1, grid*grid, width] 2-D sin-cos position code (big_vision's ``posemb_sincos_2d``):
+    token (y, x) = [sin(x w), cos(x w), sin(y w), cos(y w)] with width/4 frequencies
+    w_k = temperature^(-k / (width/4 - 1))."""
+    if width % 4:
+        raise ValueError(f"width {width} must be a multiple of 4 for the 2-D sin-cos code")
+    y, x = torch.meshgrid(torch.arange(grid, dtype=torch.float32),
+                          torch.arange(grid, dtype=torch.float32), indexing="ij")
+    omega = 1.0 / temperature ** (torch.arange(width // 4) / max(width // 4 - 1, 1))
+    x, y = x.reshape(-1, 1) * omega, y.reshape(-1, 1) * omega
+    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)[None]
 
 
 class Attention(nn.Module):
@@ -164,14 +177,18 @@ class ViT(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform Linear weights, zero biases, N(0, 0.02^2) position embeddings and
-        probe; the head starts at zero (AlgoPerf's ``head_zeroinit``), so initial logits are 0
-        and the initial loss is exactly log(num_classes)."""
+        """Xavier-uniform Linear weights, zero biases; position embeddings start as the 2-D
+        sin-cos table (``sincos_2d``, AlgoPerf's ViT position code, here learned from there
+        on: a position signal as strong as the patch content from step 0), the MAP probe as
+        N(0, 0.02^2); the head starts at zero (AlgoPerf's ``head_zeroinit``), so initial logits
+        are 0 and the initial loss is exactly log(num_classes)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.normal_(self.pos_embedding, std=0.02)
+        with torch.no_grad():
+            self.pos_embedding.copy_(sincos_2d(int(self.pos_embedding.shape[1] ** 0.5),
+                                               self.pos_embedding.shape[2]))
         if self.pool is not None:
             nn.init.normal_(self.pool.probe, std=0.02)
         nn.init.zeros_(self.head.weight)

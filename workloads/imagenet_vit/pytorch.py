@@ -6,8 +6,13 @@ the uint8 batch to the device -> ``preprocess`` standardises (float32 [b, 3, S, 
 up (targets become float32 [b, C] mixed one-hots) there, where it is cheap.
 
 Loader workers: ``ALGOPERF_LOADER_WORKERS`` if set, else on a GPU the process's share of the
-CPU cores (``os.cpu_count() // local world size``, at most 32), on CPU none (the training
-step needs the cores).
+CPU cores (``os.cpu_count() // local world size``, at most 32), on CPU
+``cpu_loader_workers`` (0 for full size: the training step needs the cores; 1 for the tiny
+tier, so that decoding the next batch overlaps the current step on a second core).
+
+Eval: every example once, in order, padded batches with weights (the loader's eval mode);
+with ``cache_eval`` (tiny tier) the decoded eval batches are kept in memory after the first
+eval, since they never change.
 """
 import os
 from typing import Dict, Optional
@@ -27,7 +32,7 @@ from workloads.pytorch_workload import PyTorchWorkload
 EVAL_TRAIN_SEED = 0
 
 
-def loader_workers(device: torch.device) -> int:
+def loader_workers(device: torch.device, cpu_default: int = 0) -> int:
     env = os.environ.get("ALGOPERF_LOADER_WORKERS")
     if env is not None:
         try:
@@ -35,17 +40,20 @@ def loader_workers(device: torch.device) -> int:
         except ValueError:
             raise ValueError(f"ALGOPERF_LOADER_WORKERS={env!r} is not an integer")
     if device.type != "cuda":
-        return 0
+        return cpu_default
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, min(32, (os.cpu_count() or 1) // local))
 
 
 class ImagenetVitWorkload(PyTorchWorkload, definition.ImagenetVitDefinition):
     output_param_names = ("head.weight", "head.bias")
+    cpu_loader_workers = 0
+    cache_eval = False  # 50,000 decoded validation images are 7.5 GB
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._eval_splits: Dict[str, imagenet.JpegSplit] = {}
+        self._eval_cache: Dict[tuple, list] = {}
         stats = lambda v: torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1)  # noqa: E731
         self._mean, self._std = stats(self.train_mean), stats(self.train_stddev)
 
@@ -102,7 +110,7 @@ class ImagenetVitWorkload(PyTorchWorkload, definition.ImagenetVitDefinition):
         loader = imagenet.ImageLoader(
             self._split(data_dir, split), global_batch_size, self.center_crop_size, seed,
             train=True, aug=self._augment(), part=self._part(global_batch_size),
-            num_workers=loader_workers(self._device))
+            num_workers=loader_workers(self._device, self.cpu_loader_workers))
         return _TrainQueue(self, loader, seed, num_batches)
 
     def preprocess(self, arrays, train: bool, rng: Optional[np.random.Generator]):
@@ -125,10 +133,13 @@ class ImagenetVitWorkload(PyTorchWorkload, definition.ImagenetVitDefinition):
         del rng, global_step
         if split not in self._eval_splits:
             self._eval_splits[split] = self._split(data_dir, split)
-        loader = imagenet.ImageLoader(
+        key = (split, global_batch_size)
+        loader = self._eval_cache.get(key) or imagenet.ImageLoader(
             self._eval_splits[split], global_batch_size, self.center_crop_size, train=False,
             resize_size=self.resize_size, part=self._part(global_batch_size),
-            num_workers=loader_workers(self._device))
+            num_workers=loader_workers(self._device, self.cpu_loader_workers))
+        if self.cache_eval and key not in self._eval_cache:
+            loader = self._eval_cache[key] = list(loader)
         sums: Dict[str, torch.Tensor] = {}
         seen = torch.zeros((), device=self._device, dtype=torch.float64)
         for batch in loader:
@@ -186,6 +197,9 @@ class ImagenetVitMapWorkload(ImagenetVitWorkload, definition.ImagenetVitMapDefin
 
 
 class ImagenetVitTinyWorkload(ImagenetVitWorkload, definition.ImagenetVitTinyDefinition):
+    cpu_loader_workers = 1
+    cache_eval = True  # 3 x 2,048 images of 32x32x3: 18 MB
+
     def _read(self, data_dir: str, split: str, expected: int) -> imagenet.JpegSplit:
         return imagenet.load_imagenet_tiny(data_dir, split)
 
