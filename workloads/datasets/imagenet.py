@@ -566,10 +566,10 @@ def generate_imagenet_tiny(seed: int = 0, sizes: Optional[Mapping[str, int]] = N
     Two 6x6 squares on a noisy grey background, at any pixel position: A reddish, B bluish
     (random levels). The class (16) is where B lies relative to A: its direction (8 compass
     directions from east, clockwise as y grows downwards, +-12 degrees) x the distance band
-    of the centres (9-12 or 16-21 pixels); ``tiny_class_of``. No single patch tells the class, nor does either
-    object's position or colour: the model has to relate the two objects (the distance is
-    not a sum of per-token terms, so pooling token features cannot give it; attention can).
-    Balanced, shuffled classes.
+    of the centres (9-12 or 16-21 pixels); ``tiny_class_of``. No single patch tells the
+    class, nor does either object's position or colour: the model has to relate the two
+    objects (the distance is not a sum of per-token terms, so pooling token features cannot
+    give it; attention can). Balanced, shuffled classes.
     """
     sizes = dict(TINY_SIZES, **(sizes or {}))
     out = {}

@@ -2,7 +2,7 @@
 
 ViT-S/16 (``ViT()`` defaults): width D = 384, depth 12, MLP 1536, 6 heads, 16x16 patches,
 learned position embeddings (initialised with the 2-D sin-cos code), pre-LayerNorm blocks,
-global average pooling (no class token), 1000 classes. Shapes for a batch of N images [N, 3, 224, 224]:
+global average pooling (no class token), 1000 classes. Shapes for N images [N, 3, 224, 224]:
 
     patchify     [N, 3, 224, 224] -> [N, T, 3*16*16]       T = (224/16)^2 = 196 tokens
     embed        nn.Linear(768, D) + pos_embedding [1, T, D]
