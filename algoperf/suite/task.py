@@ -78,8 +78,10 @@ class TrialTask:
         with open(os.path.join(trial_dir, OUTPUT_FILE), "a") as log:
             log.write(f"$ {' '.join(self.command())}\n")
             log.flush()
-            child = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=self.environment(), cwd=REPO_ROOT)
+            child = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
+                cwd=REPO_ROOT,
+                preexec_fn=_ignore_preemption_signal if "SLURM_JOB_ID" in os.environ else None)
             with _RUNNING_LOCK:
                 _RUNNING.add(child)
             try:
@@ -114,6 +116,14 @@ class TrialTask:
         """submitit's hook on preemption / timeout: requeue this same trial (it resumes)."""
         import submitit
         return submitit.helpers.DelayedSubmission(self)
+
+
+def _ignore_preemption_signal() -> None:
+    """In the trial's process under Slurm: preemption's SIGUSR2 is for submitit (this job's
+    Python process, which requeues the task); the trial keeps training until Slurm stops it and
+    then resumes from its last eval checkpoint."""
+    import signal
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 _STOPPING = threading.Event()

@@ -86,3 +86,49 @@ def test_suite_runs_trials_as_slurm_jobs(tmp_path, tiny_data_dir, slurm_cluster)
     # submitit's per-job logs: one stdout file per Slurm job.
     assert len(list((tmp_path / "slurm").glob("*_log.out"))) == 2
     assert "rank  submission" in out.stdout
+
+
+@pytest.mark.slow
+def test_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(tmp_path, tiny_data_dir,
+                                                                     slurm_cluster):
+    import sys
+    import time
+
+    import pandas as pd
+    from tests.conftest import SUBPROCESS_ENV
+    steps = 400
+    trial_dir = tmp_path / "external_tuning" / "slow" / "study_0" / "mnist_tiny_pytorch" / \
+        "trial_1"
+    csv = trial_dir / "eval_measurements.csv"
+    suite = subprocess.Popen(
+        [sys.executable, "-m", "algoperf.cli", "suite", f"--output_dir={tmp_path}",
+         f"--submissions_dir={FIXTURES}", "--submissions=slow", "--workloads=mnist_tiny",
+         f"--max_global_steps={steps}", f"--data_dir={tiny_data_dir}", "--executor=slurm",
+         "--slurm_time_min=10", "--progress_every=5"],
+        env=dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV), cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    while not (csv.exists() and len(pd.read_csv(csv)) >= 3):
+        assert time.time() < deadline and suite.poll() is None, "trial never logged 3 evals"
+        time.sleep(0.2)
+    (job_id,) = {p.name.split("_")[0] for p in (tmp_path / "slurm").glob("*_submitted.pkl")}
+    # What Slurm sends before preempting (or at the time limit): submitit requeues the job.
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+    # Slurm holds a requeued job back for a while (BeginTime); start it now to save the wait.
+    while suite.poll() is None and not (trial_dir / "flags_1.json").exists():
+        state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"],
+                               capture_output=True, text=True, timeout=30).stdout
+        if "PENDING" in state and "BeginTime" in state:
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
+                           timeout=30)
+        assert time.time() < deadline + 240, "the requeued job never started"
+        time.sleep(1)
+    out, _ = suite.communicate(timeout=400)
+    assert suite.returncode == 0, out[-3000:]
+    assert "1/1 finished (1 done, 0 failed)" in out
+    evals = pd.read_csv(csv)
+    assert set(evals["preemption_count"]) == {0, 1}, evals
+    assert evals["global_step"].is_unique and evals["global_step"].iloc[-1] == steps
+    assert (trial_dir / "flags_1.json").exists() and (trial_dir / "suite_done.json").exists()
+    log = "".join(p.read_text() for p in (tmp_path / "slurm").glob("*_log.err"))
+    assert "Requeued job" in log or "requeue" in log.lower()
