@@ -35,12 +35,15 @@ rule gives 1024- and 768-sized ones) costs ~1.3 s on one CPU thread, ~3 forward-
 passes; every 25 steps that is ~15% of a step. A point may set ``min_root_refreshes`` (0
 turns the rule off).
 
-``tuning_search_space_tiny.json`` (one point, for the tiny tier): the winner's Shampoo settings
+``tuning_search_space_tiny.json`` (two points, for the tiny tier): the winner's Shampoo settings
 (block 1024, frequency 100 -> scaled as above, epsilon 1e-8, Adam grafting, NAdam, no momentum)
-with the first-order hyperparameters of the NAdamW point that set the cifar_wrn_tiny targets
-(``workloads/cifar_wrn/tiny_targets.json``: lr 0.003, b1 0.9, b2 0.999, wd 0.05, warmup 0.05,
-no label smoothing, no dropout). The v0.5 points' learning rates (0.0012-0.0017, or SGD
-grafting at lr 4.2) were tuned for full-size schedules and miss the 120 s tiny budget.
+with the first-order hyperparameters of the NAdamW points that set the tiny targets: point 1 is
+cifar_wrn_tiny's and ogbg_tiny's (``workloads/cifar_wrn/tiny_targets.json``: lr 0.003, b1 0.9,
+b2 0.999, wd 0.05, warmup 0.05, no label smoothing, no dropout), point 2 the same with
+imagenet_vit_tiny's lr 0.01 (``workloads/imagenet_vit/tiny_point.json``); run it with
+``--num_tuning_trials=2`` for AlgoPerf's best-of-trials. The v0.5 points' learning rates
+(0.0012-0.0017, or SGD grafting at lr 4.2) were tuned for full-size schedules and miss the
+120 s cifar_wrn_tiny budget.
 """
 from submissions import first_order
 from submissions.optimizers.shampoo import Shampoo
