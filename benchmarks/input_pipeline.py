@@ -74,10 +74,35 @@ def cifar_full_shapes() -> Tuple[str, str]:
     return "cifar_wrn", data_dir
 
 
+def ogbg_full_shapes() -> Tuple[str, str]:
+    """Random graphs with ogbg-molpcba's split sizes (350,343 / 43,793 / 43,793) and its size
+    distribution (about 26 atoms and 28 bonds a graph), in the real prepared format."""
+    from workloads.datasets import ogbg_molpcba as ogbg
+    rng = np.random.default_rng(0)
+    splits = {}
+    for split, g in ogbg.SIZES.items():
+        nodes = np.clip(np.rint(rng.normal(26, 11, g)), 2, 300).astype(np.int64)
+        edges = np.clip(np.rint(nodes * 1.08 + rng.normal(0, 2, g)), 1, None).astype(np.int64)
+        local = (rng.random((edges.sum(), 2)) * np.repeat(nodes, edges)[:, None]).astype(np.int32)
+        labels = (rng.random((g, ogbg.NUM_TASKS)) < 0.02).astype(np.float32)
+        labels[rng.random(labels.shape) < 0.8] = np.nan
+        splits[split] = {
+            "node_feat": rng.integers(0, 120, (nodes.sum(), ogbg.NODE_FEATURES), np.uint8),
+            "edge_feat": rng.integers(0, 5, (edges.sum(), ogbg.EDGE_FEATURES), np.uint8),
+            "edge_index": local, "labels": labels,
+            "node_offsets": np.concatenate([[0], np.cumsum(nodes)]),
+            "edge_offsets": np.concatenate([[0], np.cumsum(edges)])}
+    data_dir = scratch_dir("ogbg")
+    ogbg.write_graph_dataset(data_dir, ogbg.NAME, splits)
+    return "ogbg", data_dir
+
+
 CASES: Dict[str, Callable[[], Tuple[str, str]]] = {
     "mnist_tiny": _generated("mnist_tiny"),
     "cifar_wrn_tiny": _generated("cifar_wrn_tiny"),
     "cifar_wrn_full_shapes": cifar_full_shapes,
+    "ogbg_tiny": _generated("ogbg_tiny"),
+    "ogbg_full_shapes": ogbg_full_shapes,
 }
 
 
