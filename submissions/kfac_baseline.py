@@ -29,8 +29,10 @@ LOSS_TYPES = {spec.LossType.SOFTMAX_CROSS_ENTROPY: "cross_entropy",
               spec.LossType.SIGMOID_CROSS_ENTROPY: "sigmoid_cross_entropy",
               spec.LossType.MEAN_SQUARED_ERROR: "mse"}
 
-# Self-tuning defaults (hyperparameters=None): the tiny-tier tuned point.
-DEFAULTS = {"learning_rate": 0.05, "one_minus_beta1": 0.1, "beta2": 0.999,
+# Self-tuning defaults (hyperparameters=None): the point tuned by hand on cifar_wrn_tiny
+# (K-FAC-reduce, 150 steps, seed 0: lr 0.02 / damping 0.01 reached validation 0.94 at step
+# 81; lr 0.05 / damping 0.1 at step 98; NAdamW's target-setting runs at steps 114-154).
+DEFAULTS = {"learning_rate": 0.02, "one_minus_beta1": 0.1, "beta2": 0.999,
             "weight_decay": 0.0005, "warmup_factor": 0.05, "damping": 0.01,
             "label_smoothing": 0.0, "dropout_rate": 0.0}
 
