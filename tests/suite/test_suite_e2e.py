@@ -1,6 +1,8 @@
 """``algoperf suite`` end to end: real trials in parallel worker processes, then scores."""
+import importlib.util
 import json
 import os
+import time
 
 import pandas as pd
 import pytest
@@ -10,15 +12,21 @@ from tests.conftest import REPO, run_cli
 FIXTURES = os.path.join(REPO, "tests", "suite", "fixtures")
 
 
-def suite(tmp_path, data_dir, *extra):
+def suite(tmp_path, data_dir, *extra, env=None):
     return run_cli("suite", f"--output_dir={tmp_path}", f"--submissions_dir={FIXTURES}",
                    "--submissions=quick,broken", "--workloads=mnist_tiny", "--num_workers=2",
-                   "--max_global_steps=5", f"--data_dir={data_dir}", *extra)
+                   "--max_global_steps=5", f"--data_dir={data_dir}", *extra, env=env)
 
 
 @pytest.mark.slow
 def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, tiny_data_dir):
-    out = suite(tmp_path, tiny_data_dir)
+    wandb_env = None
+    if importlib.util.find_spec("wandb") is not None:  # also checks --wandb, offline
+        wandb_env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wb"),
+                     "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
+        os.makedirs(wandb_env["WANDB_DIR"])
+    out = suite(tmp_path, tiny_data_dir, *(["--wandb", "--wandb_project=suite_test"]
+                                           if wandb_env else []), env=wandb_env)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = tmp_path / "external_tuning"
     quick = runs / "quick" / "study_0" / "mnist_tiny_pytorch" / "trial_1"
@@ -46,6 +54,8 @@ def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, t
     png = (tmp_path / "scores" / "performance_profile.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     csv_before = (quick / "eval_measurements.csv").read_text()
+    if wandb_env:
+        check_wandb(wandb_env["WANDB_DIR"], evals)
 
     # Re-run: nothing redone, the same scores.
     again = suite(tmp_path, tiny_data_dir)
@@ -64,3 +74,35 @@ def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, t
     assert (quick / "eval_measurements.csv").read_text() == csv_before
     assert not (broken / "flags_1.json").exists()
     assert pd.read_csv(tmp_path / "scores" / "scores.csv").equals(scores)
+
+
+def check_wandb(wandb_dir, evals):
+    """One W&B run per trial with every eval row; the scores pushed as a table and image."""
+    from algoperf import tracking
+    deadline = time.time() + 90  # W&B's service may still be writing after the suite exits
+    while True:
+        paths = tracking.offline_run_files(wandb_dir)
+        kinds = [[r.WhichOneof("record_type") for r in tracking.offline_records(p)]
+                 for p in paths]
+        if len(paths) >= 3 and all("exit" in k for k in kinds):
+            break
+        assert time.time() < deadline, f"W&B runs not finished: {kinds}"
+        time.sleep(0.5)
+    runs = {r["run"]["name"]: r for r in map(tracking.offline_run, paths)}
+    assert set(runs) == {"quick/study_0/mnist_tiny/trial_1", "broken/study_0/mnist_tiny/trial_1",
+                         "scores"}
+    trial = runs["quick/study_0/mnist_tiny/trial_1"]
+    assert trial["run"]["group"] == "quick/study_0" and trial["run"]["project"] == "suite_test"
+    logged = pd.DataFrame(trial["history"])
+    assert logged["global_step"].tolist() == evals["global_step"].tolist()
+    assert logged["validation/accuracy"].tolist() == pytest.approx(
+        evals["validation/accuracy"].tolist())
+    assert trial["config"]["hyperparameters"]["learning_rate"] > 0
+    assert "git_hash" in trial["config"]["metadata"]
+    broken = runs["broken/study_0/mnist_tiny/trial_1"]
+    assert broken["summary"]["failed"] is True
+    assert broken["summary"]["reason"] == "RuntimeError: broken on purpose"
+    (pushed,) = runs["scores"]["history"]
+    assert pushed["scores/_type"] == "table-file" and pushed["scores/nrows"] == 2
+    assert pushed["performance_profile/_type"] == "image-file"
+    assert {"score/quick", "score/broken"} <= set(runs["scores"]["summary"])

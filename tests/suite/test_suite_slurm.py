@@ -7,12 +7,15 @@ cannot be started here (not root, no slurm-wlm), the test is skipped and says wh
 import os
 import shutil
 import subprocess
+import sys
+import time
 
+import pandas as pd
 import pytest
 
 from algoperf.suite import plan
 from algoperf.suite.task import TrialTask
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, SUBPROCESS_ENV
 
 submitit = pytest.importorskip("submitit", reason="submitit not installed (pip install -e "
                                "'.[cluster]')")
@@ -70,39 +73,16 @@ def test_slurm_flags_become_job_parameters(tmp_path):
 
 
 @pytest.mark.slow
-def test_suite_runs_trials_as_slurm_jobs(tmp_path, tiny_data_dir, slurm_cluster):
-    out = run_cli("suite", f"--output_dir={tmp_path}", f"--submissions_dir={FIXTURES}",
-                  "--submissions=quick", "--workloads=mnist_tiny", "--num_trials=2",
-                  "--max_global_steps=5", f"--data_dir={tiny_data_dir}", "--executor=slurm",
-                  "--slurm_time_min=10", "--cpus_per_job=1", "--progress_every=10")
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    assert "2 to run on slurm" in out.stdout
-    assert "2/2 finished (2 done, 0 failed)" in out.stdout
-    for trial in (1, 2):
-        trial_dir = (tmp_path / "external_tuning" / "quick" / "study_0" / "mnist_tiny_pytorch"
-                     / f"trial_{trial}")
-        assert (trial_dir / "suite_done.json").exists()
-        assert (trial_dir / "eval_measurements.csv").read_text().count("\n") >= 2
-    # submitit's per-job logs: one stdout file per Slurm job.
-    assert len(list((tmp_path / "slurm").glob("*_log.out"))) == 2
-    assert "rank  submission" in out.stdout
-
-
-@pytest.mark.slow
-def test_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(tmp_path, tiny_data_dir,
-                                                                     slurm_cluster):
-    import sys
-    import time
-
-    import pandas as pd
-    from tests.conftest import SUBPROCESS_ENV
+def test_suite_runs_trials_as_slurm_jobs_and_a_preempted_one_resumes(tmp_path, tiny_data_dir,
+                                                                      slurm_cluster):
+    """Two trials as two Slurm jobs (quick, slow); the slow one is preempted mid-run."""
     steps = 400
-    trial_dir = tmp_path / "external_tuning" / "slow" / "study_0" / "mnist_tiny_pytorch" / \
-        "trial_1"
+    runs = tmp_path / "external_tuning"
+    trial_dir = runs / "slow" / "study_0" / "mnist_tiny_pytorch" / "trial_1"
     csv = trial_dir / "eval_measurements.csv"
     suite = subprocess.Popen(
         [sys.executable, "-m", "algoperf.cli", "suite", f"--output_dir={tmp_path}",
-         f"--submissions_dir={FIXTURES}", "--submissions=slow", "--workloads=mnist_tiny",
+         f"--submissions_dir={FIXTURES}", "--submissions=slow,quick", "--workloads=mnist_tiny",
          f"--max_global_steps={steps}", f"--data_dir={tiny_data_dir}", "--executor=slurm",
          "--slurm_time_min=10", "--progress_every=5"],
         env=dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV), cwd=REPO,
@@ -111,7 +91,8 @@ def test_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(tmp_path, t
     while not (csv.exists() and len(pd.read_csv(csv)) >= 3):
         assert time.time() < deadline and suite.poll() is None, "trial never logged 3 evals"
         time.sleep(0.2)
-    (job_id,) = {p.name.split("_")[0] for p in (tmp_path / "slurm").glob("*_submitted.pkl")}
+    job_id = min((p.name.split("_")[0] for p in (tmp_path / "slurm").glob("*_submitted.pkl")),
+                 key=int)  # the slow trial: submitted first
     # What Slurm sends before preempting (or at the time limit): submitit requeues the job.
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
     # Slurm holds a requeued job back for a while (BeginTime); start it now to save the wait.
@@ -125,7 +106,13 @@ def test_preempted_trial_is_requeued_and_resumes_from_its_checkpoint(tmp_path, t
         time.sleep(1)
     out, _ = suite.communicate(timeout=400)
     assert suite.returncode == 0, out[-3000:]
-    assert "1/1 finished (1 done, 0 failed)" in out
+    assert "2 to run on slurm" in out and "2/2 finished (2 done, 0 failed)" in out
+    assert "rank  submission" in out
+    quick = runs / "quick" / "study_0" / "mnist_tiny_pytorch" / "trial_1"
+    assert (quick / "suite_done.json").exists()
+    assert pd.read_csv(quick / "eval_measurements.csv")["global_step"].iloc[-1] == steps
+    # submitit's per-job logs: one stdout file per Slurm job.
+    assert len(list((tmp_path / "slurm").glob("*_log.out"))) == 2
     evals = pd.read_csv(csv)
     assert set(evals["preemption_count"]) == {0, 1}, evals
     assert evals["global_step"].is_unique and evals["global_step"].iloc[-1] == steps

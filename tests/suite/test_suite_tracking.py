@@ -1,18 +1,17 @@
-"""W&B tracking in offline mode: what is written is read back from the run files and checked."""
+"""W&B tracking in offline mode: what is written is read back from the run files and checked.
+
+(The suite's --wandb end to end, trial runs and the pushed scores, is checked in
+test_suite_e2e.py, on the same suite run as the rest.)
+"""
 import os
 import time
 
-import pandas as pd
 import pytest
 
 from algoperf import tracking
 from algoperf.runner import TrialResult
-from tests.conftest import REPO, run_cli
 
 wandb = pytest.importorskip("wandb", reason="wandb not installed (pip install -e '.[tracking]')")
-
-FIXTURES = os.path.join(REPO, "tests", "suite", "fixtures")
-
 
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
@@ -77,32 +76,3 @@ def test_reader_rejects_a_file_that_is_not_a_run(tmp_path):
     bad.write_bytes(b"not a run")
     with pytest.raises(ValueError, match="not a W&B run file"):
         list(tracking.offline_records(str(bad)))
-
-
-@pytest.mark.slow
-def test_suite_with_wandb_logs_each_trial_and_pushes_the_scores(tmp_path, tiny_data_dir,
-                                                               offline):
-    out = run_cli("suite", f"--output_dir={tmp_path / 'out'}", f"--submissions_dir={FIXTURES}",
-                  "--submissions=quick", "--workloads=mnist_tiny", "--num_workers=1",
-                  "--max_global_steps=5", f"--data_dir={tiny_data_dir}", "--wandb",
-                  "--wandb_project=suite_test", env=offline)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "score report pushed to W&B" in out.stdout
-    runs = finished_runs(offline["WANDB_DIR"], 2)
-    trial = next(r for r in runs if r["run"]["job_type"] == "mnist_tiny")
-    scores = next(r for r in runs if r["run"]["job_type"] == "scores")
-    assert trial["run"]["group"] == "quick/study_0"
-    assert trial["run"]["project"] == "suite_test"
-    csv = pd.read_csv(tmp_path / "out" / "external_tuning" / "quick" / "study_0" /
-                      "mnist_tiny_pytorch" / "trial_1" / "eval_measurements.csv")
-    logged = pd.DataFrame(trial["history"])
-    assert logged["global_step"].tolist() == csv["global_step"].tolist()
-    assert logged["validation/accuracy"].tolist() == pytest.approx(
-        csv["validation/accuracy"].tolist())
-    assert trial["config"]["hyperparameters"]["learning_rate"] > 0
-    assert "git_hash" in trial["config"]["metadata"]
-    (pushed,) = scores["history"]
-    assert pushed["scores/_type"] == "table-file" and pushed["scores/nrows"] == 1
-    assert pushed["performance_profile/_type"] == "image-file"
-    assert pushed["performance_profile/format"] == "png"
-    assert "score/quick" in scores["summary"]
