@@ -81,7 +81,28 @@ class ImagenetVitMapDefinition(ImagenetVitDefinition):
 
 
 class ImagenetVitTinyDefinition(ImagenetVitDefinition):
-    """Tiny tier; targets provisional until set by workloads.target_setting."""
+    """A narrow, shallow ViT (width 64, depth 2, MLP 128, 4 heads, 8x8 patches: 16 tokens;
+    81,488 parameters) on generated ``imagenet_tiny``: 32x32x3 JPEGs in the prepared
+    ImageNet format (16,384 / 2,048 / 2,048), 16 classes given by where a bluish square lies
+    relative to a reddish one (8 directions x 2 distances; ``datasets.imagenet``), read by the
+    same loader as ImageNet. Augmentation: random resized crop (area 80-100%, aspect
+    0.9-1.11) and mixup 0.2; no flip (it would swap east and west) and no RandAugment (its
+    100-pixel translations exceed a 32-pixel image). Batch 1024 (the imagenet_vit baseline's).
+
+    Targets from ``workloads.target_setting`` (results in ``tiny_targets.json``)::
+
+        python -m workloads.target_setting --workload imagenet_vit_tiny \
+            --point workloads/imagenet_vit/tiny_point.json --seeds 3 --max_steps 150 \
+            --margin 0.05 --decimals 2 --out workloads/imagenet_vit/tiny_targets.json
+
+    NAdamW at lr 0.01 (``tiny_point.json``), 3 seeds, 150 steps, never stopping: best
+    validation accuracy 0.952 / 0.920 / 0.972 (median 0.952) -> validation target
+    0.952 - 0.05 = 0.90, first reached at steps 97 / 120 / 90, where test accuracy was
+    0.917 / 0.911 / 0.934 -> test target 0.911. Those runs took 228-299 s of submission
+    time on two CPU cores shared with ~6 other busy processes (load average ~7, ~2.5 s a
+    step); alone on two cores a step takes well under a second. Budget 360 s: above the
+    contended time to target. step_hint 150: the target-setting schedule's length.
+    """
 
     name = "imagenet_vit_tiny"
     dataset = imagenet.TINY_NAME
@@ -106,8 +127,8 @@ class ImagenetVitTinyDefinition(ImagenetVitDefinition):
     depth = 2
     mlp_dim = 128
     num_heads = 4
-    validation_target_value = 0.9
-    test_target_value = 0.9
-    max_allowed_runtime_sec = 240
+    validation_target_value = 0.90
+    test_target_value = 0.911
+    max_allowed_runtime_sec = 360
     eval_period_time_sec = 10
     step_hint = 150
