@@ -97,12 +97,25 @@ def ogbg_full_shapes() -> Tuple[str, str]:
     return "ogbg", data_dir
 
 
+def imagenet_full_shapes() -> Tuple[str, str]:
+    """ImageNet train's real size (1,281,167) in the real JPEG-shard format, pointing at 256
+    synthetic JPEGs of ImageNet's typical sizes (short side 333-500); every batch does the
+    real work: decode, random resized crop to 224, flip, RandAugment, mixup. The training
+    step of ViT-S/16 at batch 1024 needs a GPU (on CPU it needs ~70 GB of activations)."""
+    from workloads.datasets import imagenet
+    data_dir = scratch_dir("imagenet")
+    imagenet.write_full_shapes_imagenet(data_dir)
+    return "imagenet_vit", data_dir
+
+
 CASES: Dict[str, Callable[[], Tuple[str, str]]] = {
     "mnist_tiny": _generated("mnist_tiny"),
     "cifar_wrn_tiny": _generated("cifar_wrn_tiny"),
     "cifar_wrn_full_shapes": cifar_full_shapes,
     "ogbg_tiny": _generated("ogbg_tiny"),
     "ogbg_full_shapes": ogbg_full_shapes,
+    "imagenet_vit_tiny": _generated("imagenet_vit_tiny"),
+    "imagenet_full_shapes": imagenet_full_shapes,
 }
 
 
