@@ -78,6 +78,10 @@ def main(argv) -> None:
           f"{FLAGS.num_studies} studies x {FLAGS.num_trials} trials", flush=True)
     if executor is not None:
         to_run, _ = driver.select(trials, FLAGS.retry_failed)
+        if FLAGS.executor == "local" and FLAGS.num_workers > 1:
+            print(f"suite: note: {FLAGS.num_workers} trials share {os.cpu_count()} cores; the "
+                  "clock is wall time, so anything else running here slows every trial "
+                  "(--num_workers=1 on an idle machine for timings you publish)", flush=True)
         _prepare_data(sorted({t.workload for t in to_run}))
         summary = driver.run_plan(trials, _task_factory(), executor, FLAGS.retry_failed,
                                   FLAGS.progress_every)
