@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := $(if $(GPU),,-c constraints-cpu.txt)
-EXTRAS ?= test,lint
+EXTRAS ?= test,lint,tracking,cluster
 
-.PHONY: install test test-quick tiny-benchmark bench-overhead bench-input lint clean
+.PHONY: install test test-quick suite tiny-benchmark bench-overhead bench-input docker-build lint clean
 
 install: $(VENV)/.installed
 
@@ -24,7 +24,12 @@ test: install
 test-quick: install
 	$(BIN)/pytest -n 2 --timeout=300 -m "not slow" tests
 
-# The main job: baselines on the _tiny tier, then scores and a performance-profile plot.
+# The main job: every shipped baseline on every _tiny workload, trials in parallel worker
+# processes, then scores and a performance-profile plot. Re-running resumes a partial suite.
+suite: install
+	$(BIN)/algoperf suite --output_dir=experiments/tiny_suite
+
+# The smaller benchmark: first-order baselines on mnist_tiny, 3 studies x 3 trials, in-process.
 tiny-benchmark: install
 	$(BIN)/algoperf benchmark --output_dir=experiments/tiny_benchmark
 
@@ -35,6 +40,10 @@ bench-overhead: install
 # Input pipeline: loader batches/s vs training steps/s per workload (results in benchmarks/results/).
 bench-input: install
 	$(BIN)/python -m benchmarks.input_pipeline
+
+# Docker images algoperf:cpu and algoperf:cuda (needs a Docker engine).
+docker-build:
+	docker/build.sh all
 
 lint: install
 	$(BIN)/ruff check algoperf workloads submissions scoring tests benchmarks

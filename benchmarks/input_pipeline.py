@@ -23,9 +23,7 @@ Results are merged by case into ``benchmarks/results/input_pipeline.json``.
 """
 import argparse
 import atexit
-import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
@@ -35,11 +33,11 @@ from typing import Callable, Dict, Tuple
 import numpy as np
 import torch
 
+from benchmarks import results_io
 from algoperf import random_utils, runner
 from algoperf.search_space import hyperparameters_from_dict
 from workloads import registry
 
-RESULTS = os.path.join(os.path.dirname(__file__), "results", "input_pipeline.json")
 SUBMISSION = os.path.join(os.path.dirname(__file__), "..", "submissions", "nadamw",
                           "submission.py")
 HPARAMS = {"learning_rate": 1e-3, "one_minus_beta1": 0.1, "beta2": 0.999,
@@ -194,20 +192,7 @@ def main() -> None:
               f" steps/s  ratio {r['ratio_loader_over_step']:>6.2f}", flush=True)
     if args.no_save:
         return
-    stored = {}
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as f:
-            stored = json.load(f)
-    machine = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-               "cpu_count": os.cpu_count(), "platform": platform.platform(),
-               "date": time.strftime("%Y-%m-%d")}
-    stored.setdefault("cases", {}).update({c: dict(r, **machine) for c, r in results.items()})
-    stored["benchmark"] = "input_pipeline"
-    stored["min_ratio"] = min(r["ratio_loader_over_step"] for r in stored["cases"].values())
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        json.dump(stored, f, indent=2)
-    print(f"wrote {RESULTS}")
+    results_io.save("input_pipeline", {"cases": results}, merge_into="cases")
 
 
 if __name__ == "__main__":

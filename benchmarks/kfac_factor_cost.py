@@ -13,17 +13,14 @@ ids, at ogbg-molpcba's mean sizes (about 26 nodes and 2 x 28 directed edges per 
     python -m benchmarks.kfac_factor_cost [--batch 8] [--repeats 5]
 """
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
 
 import torch
 
+from benchmarks import results_io
 from submissions.optimizers.kfac import factors
 
-RESULTS = os.path.join(os.path.dirname(__file__), "results", "kfac_factor_cost.json")
 
 # name -> (R weight-sharing positions, D_in, D_out)
 LAYERS = {
@@ -83,14 +80,8 @@ def main() -> None:
         print(f"{name:<42} expand {expand_s * 1e3:9.2f} ms   reduce {reduce_s * 1e3:8.2f} ms"
               f"   expand/reduce {expand_s / reduce_s:6.1f}x")
     if not args.no_save:
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "w") as f:
-            json.dump({"benchmark": "kfac_factor_cost", "batch": args.batch,
-                       "repeats": args.repeats, "rows": rows, "torch": torch.__version__,
-                       "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                       "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")},
-                      f, indent=2)
-        print(f"wrote {os.path.relpath(RESULTS)}")
+        results_io.save("kfac_factor_cost",
+                        {"batch": args.batch, "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

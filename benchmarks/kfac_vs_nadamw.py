@@ -19,15 +19,14 @@ Per workload (default: every registered ``_tiny`` workload that K-FAC applies to
 Results go to ``benchmarks/results/kfac_vs_nadamw.json`` (merged by workload).
 """
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from typing import Dict, Optional
 
 import torch
 
+from benchmarks import results_io
 from algoperf import random_utils, runner
 from algoperf.search_space import hyperparameters_from_dict
 from submissions import kfac_baseline
@@ -35,7 +34,6 @@ from workloads import registry
 from workloads.definition import reached
 from workloads.target_setting import TINY_POINT, one_run
 
-RESULTS = os.path.join(os.path.dirname(__file__), "results", "kfac_vs_nadamw.json")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBMISSIONS = ("nadamw", "kfac_expand", "kfac_reduce")
 # NAdamW: the tiny tier's target-setting point. K-FAC: its defaults, tuned by hand on
@@ -140,19 +138,7 @@ def main() -> None:
               f"{r['median_steps_to_target']}, kfac/nadamw {r['steps_ratio_over_nadamw']}")
     if args.no_save:
         return
-    stored = {}
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as f:
-            stored = json.load(f)
-    machine = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-               "cpu_count": os.cpu_count(), "platform": platform.platform(),
-               "date": time.strftime("%Y-%m-%d")}
-    stored.setdefault("workloads", {}).update({n: dict(r, **machine)
-                                               for n, r in results.items()})
-    stored["benchmark"] = "kfac_vs_nadamw"
-    with open(RESULTS, "w") as f:
-        json.dump(stored, f, indent=2)
-    print(f"wrote {RESULTS}")
+    results_io.save("kfac_vs_nadamw", {"workloads": results}, merge_into="workloads")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ the real NAdamW submission (harness + submission API + the baseline's own loggin
     python -m benchmarks.runner_overhead [--steps 1000] [--repeats 15] [--threads 1]
 """
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 import types
@@ -28,12 +26,12 @@ import types
 import torch
 import torch.nn.functional as F
 
+from benchmarks import results_io
 from algoperf import random_utils, runner
 from algoperf.backends.pytorch import PyTorchBackend
 from algoperf.search_space import hyperparameters_from_dict
 from workloads import registry
 
-RESULTS = os.path.join(os.path.dirname(__file__), "results", "runner_overhead.json")
 SUBMISSION = os.path.join(os.path.dirname(__file__), "..", "submissions", "nadamw",
                           "submission.py")
 HPARAMS = {"learning_rate": 2e-3, "one_minus_beta1": 0.1, "beta2": 0.999,
@@ -132,9 +130,6 @@ def main() -> None:
         "ratio_runner_with_submission_api_over_bare": round(full, 4),
         "ratio_runner_over_bare_medians": round(ms["runner_bare_step"] / ms["bare"], 4),
         "all_ms": {k: [round(x * 1e3, 4) for x in t] for k, t in times.items()},
-        "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(), "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%d"),
     }
     for name in loops:
         print(f"{name:<18} {fastest[name]:.3f} ms/step fastest, {ms[name]:.3f} median")
@@ -142,10 +137,7 @@ def main() -> None:
     print(f"runner + NAdamW submission API / bare {full:.3f}  (model_fn, loss_fn dicts, "
           "the baseline's per-step logging for its first 100 steps)")
     if not args.no_save:
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {os.path.relpath(RESULTS)}")
+        results_io.save("runner_overhead", result)
 
 
 if __name__ == "__main__":

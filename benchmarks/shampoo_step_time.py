@@ -27,20 +27,18 @@ Torch runs on one thread (the project's CPU timing convention): ratios, not abso
 are the result; run on an idle machine.
 """
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
+from benchmarks import results_io
 from submissions.optimizers.nadamw import NAdamW
 from submissions.optimizers.shampoo import Shampoo
 from submissions.shampoo import submission as shampoo_submission
 
-RESULTS = os.path.join(os.path.dirname(__file__), "results", "shampoo_step_time.json")
 ALGOPERF_FREQUENCY = 100
 
 
@@ -195,15 +193,9 @@ def main() -> None:
         rows.append(row)
         _print(row)
     if not args.no_save:
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "w") as f:
-            json.dump({"benchmark": "shampoo_step_time", "repeats": args.repeats,
-                       "rows": rows, "skipped": skipped, "torch": torch.__version__,
-                       "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-                       "load_average_1min": round(os.getloadavg()[0], 2),
-                       "platform": platform.platform(), "date": time.strftime("%Y-%m-%d")},
-                      f, indent=2)
-        print(f"wrote {os.path.relpath(RESULTS)}")
+        results_io.save("shampoo_step_time",
+                        {"repeats": args.repeats, "rows": rows, "skipped": skipped,
+                         "load_average_1min": round(os.getloadavg()[0], 2)})
 
 
 if __name__ == "__main__":
