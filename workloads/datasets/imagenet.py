@@ -435,7 +435,9 @@ class _Chunks(torch.utils.data.Dataset):
                 images[j] = np.asarray(T.center_crop_resize(image, self.size,
                                                             self.resize_size))
             labels[j], weights[j] = self.split.labels[i], 1.0
-        return {"images": images, "labels": labels, "weights": weights, "batch": b}
+        # A tensor travels from a worker through shared memory; a numpy array gets pickled.
+        return {"images": torch.from_numpy(images), "labels": labels, "weights": weights,
+                "batch": b}
 
 
 class _Keys(torch.utils.data.Sampler):
@@ -461,8 +463,8 @@ class ImageLoader:
     producing them. Eval: each example once, in order, the last batch zero-padded, with
     ``weights`` 1 for real examples and 0 for padding (as ``iterators.eval_iterator``).
 
-    Yields ``{"images": uint8 [b, size, size, 3], "labels": int64 [b], "weights": float32 [b],
-    "batch": index}`` where b = this process's share of ``batch_size`` (``part``).
+    Yields ``{"images": uint8 tensor [b, size, size, 3], "labels": int64 [b], "weights":
+    float32 [b], "batch": index}`` where b = this process's share of ``batch_size`` (``part``).
 
     Args:
       part: (lo, hi): the positions of each global batch this process makes (DDP slice);
@@ -512,8 +514,8 @@ class ImageLoader:
             self._open()
         chunks = [next(self._loader) for _ in range(self._dataset.chunks_per_batch)]
         self._start += 1
-        batch = {key: np.concatenate([c[key] for c in chunks])
-                 for key in ("images", "labels", "weights")}
+        batch = {key: np.concatenate([c[key] for c in chunks]) for key in ("labels", "weights")}
+        batch["images"] = torch.cat([c["images"] for c in chunks])
         batch["batch"] = chunks[0]["batch"]
         return batch
 
