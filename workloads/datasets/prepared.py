@@ -35,7 +35,7 @@ import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -423,3 +423,46 @@ def read_image_classification(data_dir: PathLike, name: str, split: str,
                                f"expected {np.dtype(dtype).name} [{want}]")
     return {"images": arrays["images"], "labels": arrays["labels"]}
 
+
+
+# ----------------------------------------------------------------------------------------
+# Generated (tiny-tier) datasets
+# ----------------------------------------------------------------------------------------
+
+def generated_name(base: str, default_sizes: Mapping[str, int], seed: int = 0,
+                   sizes: Optional[Mapping[str, int]] = None) -> str:
+    """Folder name of a generated dataset: ``base`` for the default seed and sizes, else
+    ``<base>-seed<s>-<train>-<validation>-<test>``."""
+    sizes = dict(default_sizes, **(sizes or {}))
+    if int(seed) == 0 and sizes == dict(default_sizes):
+        return base
+    return f"{base}-seed{int(seed)}-{sizes['train']}-{sizes['validation']}-{sizes['test']}"
+
+
+def ensure_generated(data_dir: PathLike, base: str, default_sizes: Mapping[str, int],
+                     generator_version: int, seed: int, sizes: Optional[Mapping[str, int]],
+                     overwrite: bool, write: Callable[[str, Dict[str, int], Dict], Path],
+                     description: str) -> Path:
+    """Generate a tiny-tier dataset into ``<data_dir>/<generated_name(...)>`` unless it is
+    already there with the same generator version, seed and sizes (recorded in its
+    ``meta.json``); a damaged or foreign copy is regenerated. ``write(name, sizes, extra_meta,
+    overwrite)`` generates and writes it. Safe for concurrent processes: each writes a private
+    temporary folder, the first rename wins and the others reuse its result.
+    """
+    sizes = dict(default_sizes, **(sizes or {}))
+    name = generated_name(base, default_sizes, seed, sizes)
+    settings = {"generator_version": generator_version, "seed": int(seed),
+                "sizes": {s: int(n) for s, n in sizes.items()}}
+    folder = Path(data_dir).expanduser() / name
+    if folder.exists() and not overwrite:
+        try:
+            if read_meta(data_dir, name)["extra"].get("generator") == settings:
+                return folder
+        except DatasetError:
+            pass  # damaged or foreign: regenerate below
+        overwrite = True
+    extra = {"source": "generated", "generator": settings, "description": description}
+    try:
+        return write(name, sizes, extra, overwrite)
+    except FileExistsError:
+        return folder  # another process generated it first
