@@ -51,7 +51,8 @@ from PIL import Image
 from workloads.datasets import image_transforms as T
 from workloads.datasets import iterators
 from workloads.datasets.prepared import (DatasetError, PathLike, PreparedWriter, dataset_dir,
-                                         read_meta, read_prepared)
+                                         ensure_generated, generated_name, read_meta,
+                                         read_prepared)
 
 NAME = "imagenet"
 V2_NAME = "imagenet_v2"
@@ -618,10 +619,8 @@ def encode_jpeg(image: np.ndarray, quality: int = _TINY_JPEG_QUALITY) -> bytes:
 
 
 def tiny_name(seed: int = 0, sizes: Optional[Mapping[str, int]] = None) -> str:
-    sizes = dict(TINY_SIZES, **(sizes or {}))
-    if int(seed) == 0 and sizes == TINY_SIZES:
-        return TINY_NAME
-    return f"{TINY_NAME}-seed{int(seed)}-{sizes['train']}-{sizes['validation']}-{sizes['test']}"
+    """Folder name of a generated copy: ``imagenet_tiny`` for the defaults."""
+    return generated_name(TINY_NAME, TINY_SIZES, seed, sizes)
 
 
 def ensure_imagenet_tiny(data_dir: PathLike, seed: int = 0,
@@ -629,28 +628,16 @@ def ensure_imagenet_tiny(data_dir: PathLike, seed: int = 0,
                          overwrite: bool = False) -> Path:
     """Generate imagenet_tiny (JPEG shards, like prepared ImageNet) into
     ``<data_dir>/<tiny_name(seed, sizes)>`` unless already there with the same settings."""
-    sizes = dict(TINY_SIZES, **(sizes or {}))
-    name = tiny_name(seed, sizes)
-    settings = {"generator_version": TINY_GENERATOR_VERSION, "seed": int(seed),
-                "sizes": {s: int(v) for s, v in sizes.items()}}
-    folder = Path(data_dir).expanduser() / name
-    if folder.exists() and not overwrite:
-        try:
-            if read_meta(data_dir, name)["extra"].get("generator") == settings:
-                return folder
-        except DatasetError:
-            pass  # damaged or foreign: regenerate below
-        overwrite = True
-    splits = generate_imagenet_tiny(seed, sizes)
-    examples = {split: ((encode_jpeg(img), lab) for img, lab in zip(a["images"], a["labels"]))
-                for split, a in splits.items()}
-    try:
+    def write(name, sizes, extra, overwrite):
+        splits = generate_imagenet_tiny(seed, sizes)
+        examples = {split: ((encode_jpeg(img), lab)
+                            for img, lab in zip(a["images"], a["labels"]))
+                    for split, a in splits.items()}
         return write_jpeg_splits(data_dir, name, examples, overwrite=overwrite,
-                                 extra_meta={"source": "generated", "generator": settings,
-                                             "description": "imagenet_tiny: two-object "
-                                             "relation images (workloads.datasets.imagenet)"})
-    except FileExistsError:
-        return folder  # another process generated it first
+                                 extra_meta=extra)
+    return ensure_generated(data_dir, TINY_NAME, TINY_SIZES, TINY_GENERATOR_VERSION, seed, sizes,
+                            overwrite, write, "imagenet_tiny: two-object relation images "
+                            "(workloads.datasets.imagenet)")
 
 
 def load_imagenet_tiny(data_dir: PathLike, split: str, seed: int = 0,
