@@ -17,6 +17,16 @@ FLAG_NAMES = ("wandb", "wandb_project", "wandb_entity", "wandb_run_name")
 DEFAULT_PROJECT = "algoperf"
 
 
+def define_flags(wandb_help: str) -> None:
+    """The --wandb flags of a command (``run``, ``suite``); absl flags are per process, and
+    each command module is imported on its own."""
+    from absl import flags
+    flags.DEFINE_boolean("wandb", False, wandb_help)
+    flags.DEFINE_string("wandb_project", DEFAULT_PROJECT, "W&B project (--wandb).")
+    flags.DEFINE_string("wandb_entity", None, "W&B entity / team (--wandb).")
+    flags.DEFINE_string("wandb_run_name", None, "Prefix of the W&B run names (--wandb).")
+
+
 class TrackingError(ValueError):
     """--wandb without the wandb package, or a bad tracking flag."""
 
@@ -28,6 +38,15 @@ def _import_wandb():
         raise TrackingError("--wandb needs the wandb package: pip install -e '.[tracking]'"
                             ) from error
     return wandb
+
+
+def _init(wandb, **kwargs):
+    """``wandb.init``; a refused start (no API key, no network) is one TrackingError."""
+    try:
+        return wandb.init(**kwargs)
+    except wandb.errors.Error as error:
+        raise TrackingError(f"--wandb: W&B could not start a run ({error}); run `wandb login`, "
+                            f"or set WANDB_MODE=offline to keep the runs on disk") from error
 
 
 def require() -> None:
@@ -58,8 +77,8 @@ class TrialTracker:
         name = f"{group}/{workload}/trial_{trial}"
         if flag_values.get("wandb_run_name"):
             name = f"{flag_values['wandb_run_name']}/{name}"
-        self.run = wandb.init(
-            project=flag_values.get("wandb_project") or DEFAULT_PROJECT,
+        self.run = _init(
+            wandb, project=flag_values.get("wandb_project") or DEFAULT_PROJECT,
             entity=flag_values.get("wandb_entity") or None, group=group, job_type=workload,
             name=name, reinit="create_new",
             config={"hyperparameters": hyperparameters or {}, "workload": workload,
@@ -87,10 +106,10 @@ def push_scores(flag_values: Dict[str, Any], result, paths: Dict[str, str],
     wandb = _import_wandb()
     run_name = name if not flag_values.get("wandb_run_name") else \
         f"{flag_values['wandb_run_name']}/{name}"
-    run = wandb.init(project=flag_values.get("wandb_project") or DEFAULT_PROJECT,
-                     entity=flag_values.get("wandb_entity") or None, job_type="scores",
-                     name=run_name, reinit="create_new",
-                     config={"scoring": {k: str(v) for k, v in vars(result.config).items()}})
+    run = _init(wandb, project=flag_values.get("wandb_project") or DEFAULT_PROJECT,
+                entity=flag_values.get("wandb_entity") or None, job_type="scores",
+                name=run_name, reinit="create_new",
+                config={"scoring": {k: str(v) for k, v in vars(result.config).items()}})
     scores = result.scores.reset_index()
     times = result.times.reset_index()
     run.log({"scores": wandb.Table(dataframe=scores),

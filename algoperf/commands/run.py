@@ -10,7 +10,7 @@ import sys
 
 from absl import flags, logging
 
-from algoperf import experiment, runner, search_space
+from algoperf import experiment, runner, search_space, tracking
 from algoperf.backends import FRAMEWORKS
 
 flags.DEFINE_string("workload", None, "Workload name, e.g. mnist_tiny, imagenet_vit.")
@@ -33,11 +33,8 @@ flags.DEFINE_boolean("overwrite", False, "Delete existing trials in the experime
 flags.DEFINE_boolean("save_checkpoints", True, "Checkpoint at every eval (for resuming).")
 flags.DEFINE_string("data_dir", None, "Prepared dataset folder (tiny tier: generated here).")
 flags.DEFINE_string("imagenet_v2_data_dir", None, "Prepared ImageNet-v2 folder (test split).")
-flags.DEFINE_boolean("wandb", False, "Log every eval, the hyperparameters and the metadata of "
-                     "each trial to Weights & Biases (one run per trial; needs '.[tracking]').")
-flags.DEFINE_string("wandb_project", "algoperf", "W&B project (--wandb).")
-flags.DEFINE_string("wandb_entity", None, "W&B entity / team (--wandb).")
-flags.DEFINE_string("wandb_run_name", None, "Prefix of the W&B run names (--wandb).")
+tracking.define_flags("Log every eval, the hyperparameters and the metadata of each trial to "
+                      "Weights & Biases (one run per trial; needs '.[tracking]').")
 
 FLAGS = flags.FLAGS
 
@@ -50,7 +47,6 @@ def main(argv) -> None:
         if not FLAGS[name].value:
             _fail(f"--{name} is required")
     if FLAGS.wandb:
-        from algoperf import tracking
         try:
             tracking.require()
         except tracking.TrackingError as error:

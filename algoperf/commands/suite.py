@@ -15,6 +15,7 @@ import sys
 
 from absl import flags, logging
 
+from algoperf import tracking
 from algoperf.suite import driver, plan
 from algoperf.suite.task import TrialTask
 
@@ -48,11 +49,8 @@ flags.DEFINE_integer("slurm_time_min", 60, "Slurm time limit of one trial's job,
                      "job that hits it is requeued and resumes the trial.")
 flags.DEFINE_integer("gpus_per_job", 0, "GPUs of one trial's Slurm job.")
 flags.DEFINE_integer("cpus_per_job", 1, "CPUs of one trial's Slurm job.")
-flags.DEFINE_boolean("wandb", False, "Log each trial to Weights & Biases (one run per trial, "
-                     "grouped by submission and study) and push the score report.")
-flags.DEFINE_string("wandb_project", "algoperf", "W&B project (--wandb).")
-flags.DEFINE_string("wandb_entity", None, "W&B entity / team (--wandb).")
-flags.DEFINE_string("wandb_run_name", None, "Prefix of the W&B run names (--wandb).")
+tracking.define_flags("Log each trial to Weights & Biases (one run per trial, grouped by "
+                      "submission and study) and push the score report.")
 
 FLAGS = flags.FLAGS
 
@@ -69,7 +67,6 @@ def main(argv) -> None:
                                 FLAGS.tuning_ruleset)
         executor = None if FLAGS.score_only else _executor()
         if FLAGS.wandb:
-            from algoperf import tracking
             tracking.require()
     except (plan.SuiteError, ValueError) as error:
         _fail(str(error))

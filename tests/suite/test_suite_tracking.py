@@ -76,3 +76,24 @@ def test_reader_rejects_a_file_that_is_not_a_run(tmp_path):
     bad.write_bytes(b"not a run")
     with pytest.raises(ValueError, match="not a W&B run file"):
         list(tracking.offline_records(str(bad)))
+
+
+def test_wandb_without_a_login_is_one_clear_error(tmp_path, monkeypatch):
+    """Online mode with no API key: one line naming --wandb and the two ways out, no
+    traceback."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, SUBPROCESS_ENV
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(SUBPROCESS_ENV, HOME=str(tmp_path), WANDB_MODE="online", PYTHONPATH=REPO,
+               WANDB_DIR=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-m", "algoperf.cli", "run", "--workload=mnist_tiny",
+         "--submission_path=submissions/nadamw/submission.py",
+         "--tuning_search_space=submissions/nadamw/tuning_search_space.json",
+         f"--experiment_dir={tmp_path}", "--experiment_name=x", "--max_global_steps=2",
+         "--wandb"], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert out.returncode == 1
+    assert "algoperf run: error: --wandb: W&B could not start a run" in out.stderr
+    assert "WANDB_MODE=offline" in out.stderr and "Traceback" not in out.stderr
