@@ -7,7 +7,7 @@ Per workload (default: every registered ``_tiny`` workload that K-FAC applies to
                 consecutive steps, so T and T_inv show up at their real frequency); the
                 fastest of ``--repeats`` runs. Ratios: kfac / nadamw, expand / reduce.
     steps       steps to the workload's validation target, each submission at its point
-                (``POINTS``) over ``--seeds`` seeds, no stopping at the target and no time
+                (``point``) over ``--seeds`` seeds, no stopping at the target and no time
                 budget (``--max_steps``, default step_hint). A step count is the step of the
                 first eval at or past the target; evals come every ``--eval_period_s`` seconds
                 of submission time, so a count overstates by at most that many seconds' steps.
@@ -19,8 +19,10 @@ Per workload (default: every registered ``_tiny`` workload that K-FAC applies to
 Results go to ``benchmarks/results/kfac_vs_nadamw.json`` (merged by workload).
 """
 import argparse
+import json
 import os
 import statistics
+import sys
 import time
 from typing import Dict, Optional
 
@@ -36,10 +38,20 @@ from workloads.target_setting import TINY_POINT, one_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBMISSIONS = ("nadamw", "kfac_expand", "kfac_reduce")
-# NAdamW: the tiny tier's target-setting point. K-FAC: its defaults, tuned by hand on
-# cifar_wrn_tiny (``kfac_baseline.DEFAULTS``), used unchanged on every workload.
-POINTS = {"nadamw": TINY_POINT, "kfac_expand": kfac_baseline.DEFAULTS,
-          "kfac_reduce": kfac_baseline.DEFAULTS}
+KFAC_SUBMISSIONS = ("kfac_expand", "kfac_reduce")
+
+
+def point(workload_name: str, name: str) -> dict:
+    """NAdamW: the point the workload's tiny targets were set with (its tiny_targets.json).
+    K-FAC: its defaults, tuned by hand on cifar_wrn_tiny, the same on every workload."""
+    if name in KFAC_SUBMISSIONS:
+        return dict(kfac_baseline.DEFAULTS)
+    module = sys.modules[registry.get_definition(workload_name).__module__]
+    path = os.path.join(os.path.dirname(module.__file__), "tiny_targets.json")
+    if not os.path.exists(path):
+        return dict(TINY_POINT)
+    with open(path) as f:
+        return json.load(f)["point"]
 
 
 def submission_path(name: str) -> str:
@@ -51,7 +63,7 @@ def seconds_per_step(workload_name: str, name: str, steps: int, repeats: int) ->
     data_dir = registry.resolve_data_dir(workload, None)
     registry.check_data(workload, data_dir)
     submission = runner.load_submission(submission_path(name))
-    hparams = hyperparameters_from_dict(POINTS[name])
+    hparams = hyperparameters_from_dict(point(workload_name, name))
     batch_size = runner.global_batch_size_for(submission, workload)
     batch = next(workload._build_input_queue(random_utils.PRNGKey(0), "train", data_dir,
                                              batch_size))
@@ -77,8 +89,8 @@ def seconds_per_step(workload_name: str, name: str, steps: int, repeats: int) ->
 def steps_to_target(workload_name: str, name: str, seed: int, max_steps: int,
                     eval_period_s: float) -> Optional[int]:
     definition = registry.get_definition(workload_name)
-    run = one_run(workload_name, submission_path(name), POINTS[name], seed, max_steps, None,
-                  eval_period_s)
+    run = one_run(workload_name, submission_path(name), point(workload_name, name), seed,
+                  max_steps, None, eval_period_s)
     return next((e["step"] for e in run["evals"]
                  if reached(e["validation"], definition.validation_target_value,
                             definition.target_metric_name)), None)
@@ -103,15 +115,16 @@ def measure(workload_name: str, args) -> Dict:
 
     med = {n: median(h) for n, h in hits.items()}
     ratio = {n: (round(med[n] / med["nadamw"], 3) if med[n] and med["nadamw"] else None)
-             for n in ("kfac_expand", "kfac_reduce")}
+             for n in KFAC_SUBMISSIONS}
     return {"ms_per_step": {n: round(v, 2) for n, v in ms.items()},
             "step_time_ratio_over_nadamw": {n: round(ms[n] / ms["nadamw"], 3)
-                                            for n in ("kfac_expand", "kfac_reduce")},
+                                            for n in KFAC_SUBMISSIONS},
             "step_time_ratio_expand_over_reduce": round(ms["kfac_expand"] / ms["kfac_reduce"],
                                                         3),
             "steps_to_target": hits, "median_steps_to_target": med,
             "steps_ratio_over_nadamw": ratio, "max_steps": max_steps, "seeds": args.seeds,
-            "eval_period_s": args.eval_period_s, "points": POINTS}
+            "eval_period_s": args.eval_period_s,
+            "points": {n: point(workload_name, n) for n in SUBMISSIONS}}
 
 
 def default_workloads():

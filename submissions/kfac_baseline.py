@@ -49,12 +49,23 @@ def make_optimizer(model: torch.nn.Module, hp: Any, flavour: str) -> KFAC:
 
 
 def curvature_weights(workload: spec.Workload, batch: Dict[str, Any]) -> Optional[torch.Tensor]:
-    """Which outputs count in the curvature: padding (weights 0) and missing labels do not."""
+    """Which outputs count in the curvature, and how much.
+
+    Padding (weights 0) and missing labels do not count. K-FAC's factors are those of the
+    loss averaged over *examples*; a multi-label loss (sigmoid cross-entropy) averages over
+    the present labels instead, n_valid of them for N examples, so its curvature is N / n_valid
+    times smaller: the weights carry sqrt(N / n_valid) (G is quadratic in them), so that
+    damping and learning rate mean the same as for a per-example loss.
+    """
     weights = batch.get("weights")
     if workload.loss_type == spec.LossType.SIGMOID_CROSS_ENTROPY:
         present = torch.isfinite(batch["targets"]).to(torch.float32)
         weights = present if weights is None else present * weights.reshape(
             weights.shape + (1,) * (present.dim() - weights.dim()))
+        num_valid = weights.sum()
+        num_examples = (weights.sum(dim=-1) > 0).sum()
+        if num_valid > 0:
+            weights = weights * torch.sqrt(num_examples / num_valid)
     return weights
 
 
