@@ -188,15 +188,40 @@ class PyTorchWorkload:
         return results
 
 
-class _TrainQueue:
-    """The train input queue. ``skip(n)`` jumps ahead without producing the skipped batches,
-    so a resumed run sees exactly the batches the killed run would have seen next."""
+class TrainQueue:
+    """An input queue that stops after ``num_batches`` (None: never) and can ``skip(n)``
+    batches, so a resumed run sees exactly the batches the killed run would have seen next.
+    Subclasses give ``skip`` and ``_next_batch``."""
+
+    def __init__(self, num_batches: Optional[int]):
+        self._remaining = num_batches
+
+    def skip(self, count: int) -> None:
+        raise NotImplementedError
+
+    def _next_batch(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> Dict[str, Any]:
+        if self._remaining is not None:
+            if self._remaining <= 0:
+                raise StopIteration
+            self._remaining -= 1
+        return self._next_batch()
+
+
+class _TrainQueue(TrainQueue):
+    """Reshuffled batches of in-memory arrays; ``skip`` starts the shuffle further on without
+    producing the skipped batches."""
 
     def __init__(self, workload: PyTorchWorkload, arrays, global_batch_size: int, seed: int,
                  num_batches: Optional[int]):
+        super().__init__(num_batches)
         self._workload, self._arrays = workload, arrays
         self._global_batch_size, self._seed = global_batch_size, seed
-        self._remaining = num_batches
         self._world = pytorch_utils.world_size()
         self.skip(0)
 
@@ -207,14 +232,7 @@ class _TrainQueue:
         # Augmentation randomness is a function of (seed, batch index), so skipping keeps it.
         self._index = self._start
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> Dict[str, torch.Tensor]:
-        if self._remaining is not None:
-            if self._remaining <= 0:
-                raise StopIteration
-            self._remaining -= 1
+    def _next_batch(self) -> Dict[str, torch.Tensor]:
         batch = iterators.shard_batch(next(self._batches), self._workload._rank, self._world)
         rng = np.random.default_rng((self._seed, self._index))
         self._index += 1

@@ -26,7 +26,7 @@ from algoperf import pytorch_utils, random_utils, spec
 from workloads.datasets import image_transforms, imagenet
 from workloads.imagenet_vit import definition
 from workloads.imagenet_vit.models import ViT
-from workloads.pytorch_workload import PyTorchWorkload
+from workloads.pytorch_workload import PyTorchWorkload, TrainQueue
 
 # A fixed subset of train is the eval_train split: the same images in every run.
 EVAL_TRAIN_SEED = 0
@@ -111,7 +111,7 @@ class ImagenetVitWorkload(PyTorchWorkload, definition.ImagenetVitDefinition):
             self._split(data_dir, split), global_batch_size, self.center_crop_size, seed,
             train=True, aug=self._augment(), part=self._part(global_batch_size),
             num_workers=loader_workers(self._device, self.cpu_loader_workers))
-        return _TrainQueue(self, loader, seed, num_batches)
+        return _ImageTrainQueue(self, loader, seed, num_batches)
 
     def preprocess(self, arrays, train: bool, rng: Optional[np.random.Generator]):
         """{'images': uint8 [b, S, S, 3], 'labels': int64 [b]} -> {'inputs': float32
@@ -159,26 +159,19 @@ class ImagenetVitWorkload(PyTorchWorkload, definition.ImagenetVitDefinition):
         return self.finalize_metrics({k: float(v) for k, v in sums.items()}, num_examples)
 
 
-class _TrainQueue:
+class _ImageTrainQueue(TrainQueue):
     """Train batches on the device; mixup's lambda of batch b comes from (seed, b), so a
     resumed run (``skip``) gets the same batches as an uninterrupted one."""
 
     def __init__(self, workload: ImagenetVitWorkload, loader: imagenet.ImageLoader, seed: int,
                  num_batches: Optional[int]):
+        super().__init__(num_batches)
         self._workload, self._loader, self._seed = workload, loader, seed
-        self._remaining = num_batches
 
     def skip(self, count: int) -> None:
         self._loader.skip(count)
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> Dict[str, torch.Tensor]:
-        if self._remaining is not None:
-            if self._remaining <= 0:
-                raise StopIteration
-            self._remaining -= 1
+    def _next_batch(self) -> Dict[str, torch.Tensor]:
         batch = next(self._loader)
         rng = imagenet.batch_rng(self._seed, batch["batch"])
         return self._workload.preprocess(batch, train=True, rng=rng)

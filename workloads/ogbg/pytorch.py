@@ -26,7 +26,7 @@ from workloads.datasets import iterators
 from workloads.datasets import ogbg_molpcba as data
 from workloads.ogbg import definition, metrics
 from workloads.ogbg.models import GNN, GraphBatch
-from workloads.pytorch_workload import PyTorchWorkload
+from workloads.pytorch_workload import PyTorchWorkload, TrainQueue
 
 
 def to_batch(packed: Dict[str, np.ndarray]) -> Dict[str, Any]:
@@ -135,14 +135,14 @@ def _all_gather(x: torch.Tensor) -> list:
     return out
 
 
-class _GraphTrainQueue:
+class _GraphTrainQueue(TrainQueue):
     """Infinite reshuffled train batches of packed graphs; ``skip(n)`` jumps ahead exactly."""
 
     def __init__(self, workload: OgbgWorkload, graphs: data.GraphSplit, global_batch_size: int,
                  seed: int, num_batches: Optional[int]):
+        super().__init__(num_batches)
         self._workload, self._graphs = workload, graphs
         self._global_batch_size, self._seed = global_batch_size, seed
-        self._remaining = num_batches
         self._world = pytorch_utils.world_size()
         self._capacity = data.capacity_for(data.SizeStats.of(graphs),
                                            global_batch_size // self._world)
@@ -155,14 +155,7 @@ class _GraphTrainQueue:
                                              self._global_batch_size, self._seed,
                                              start_batch=self._start)
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> Dict[str, Any]:
-        if self._remaining is not None:
-            if self._remaining <= 0:
-                raise StopIteration
-            self._remaining -= 1
+    def _next_batch(self) -> Dict[str, Any]:
         ids = iterators.shard_batch(next(self._ids), self._workload._rank, self._world)["ids"]
         packed = data.pack_graphs(self._graphs, ids, self._capacity)
         return self._workload._to_device(to_batch(packed))
