@@ -134,39 +134,46 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
                     os.path.join(trial_dir, logger_utils.HPARAMS_FILE),
                     search_space.hyperparameters_to_dict(hyperparameters)
                     if hyperparameters is not None else {})
-            tracker = _tracker(config, backend, study, trial, hyperparameters,
-                               {**metadata, "trial": trial, "study": study})
+            trackers = _trackers(config, backend, study, trial, trial_dir, hyperparameters,
+                                 {**metadata, "trial": trial, "study": study})
             trial_config = runner.TrialConfig(
                 data_dir=data_dir, imagenet_v2_data_dir=config.imagenet_v2_data_dir,
                 max_global_steps=config.max_global_steps,
                 self_tuning=config.tuning_ruleset == "self",
                 save_checkpoints=config.save_checkpoints, resume=config.resume_last_run,
-                trial_label=label, on_eval=tracker.log_eval if tracker else None)
+                trial_label=label, on_eval=_fan_out(trackers))
             result = runner.run_trial_safely(
                 lambda: runner.train_once(workload, submission, backend, hyperparameters,
                                           runner.trial_seed(rng_seed, study, trial), trial_dir,
                                           trial_config),
                 trial_dir, label)
-            if tracker:
+            for tracker in trackers:
                 tracker.finish(result)
             results.append(result)
             _log_summary(label, workload, result)
     return results
 
 
-def _tracker(config: ExperimentConfig, backend, study: int, trial: int, hyperparameters,
-             metadata):
-    """A W&B run for this trial when --wandb is on (chief process only), else None."""
+def _trackers(config: ExperimentConfig, backend, study: int, trial: int,
+              trial_dir: Optional[str], hyperparameters, metadata) -> list:
+    """W&B / TensorBoard writers for this trial as the flags ask (chief process only)."""
     from algoperf import tracking
-    if not (tracking.enabled(config.flags) and backend.is_chief):
-        return None
-    return tracking.TrialTracker(
-        config.flags, workload=config.workload,
+    if not backend.is_chief:
+        return []
+    return tracking.trial_trackers(
+        config.flags, trial_dir, workload=config.workload,
         submission=os.path.basename(os.path.dirname(os.path.abspath(config.submission_path))),
         experiment_name=config.experiment_name, study=study, num_studies=config.num_studies,
         trial=trial, metadata=metadata,
         hyperparameters=search_space.hyperparameters_to_dict(hyperparameters)
         if hyperparameters is not None else None)
+
+
+def _fan_out(trackers: list):
+    """One on_eval callback that hands each eval row to every tracker (None: no tracker)."""
+    if not trackers:
+        return None
+    return lambda global_step, row: [t.log_eval(global_step, row) for t in trackers]
 
 
 def _resumed_hyperparameters(trial_dir: Optional[str], config: ExperimentConfig):

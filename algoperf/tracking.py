@@ -1,6 +1,10 @@
-"""Experiment tracking: every eval row of a trial to Weights & Biases (off by default).
+"""Experiment tracking: every eval row of a trial to Weights & Biases and/or TensorBoard.
 
     algoperf run ... --wandb --wandb_project=algoperf [--wandb_entity=me] [--wandb_run_name=x]
+    algoperf run ... --tensorboard      # then: tensorboard --logdir <experiment_dir>
+
+Both are off by default; each tracker has ``log_eval(global_step, row)`` and
+``finish(result)``, and ``trial_trackers`` makes the ones the flags ask for.
 
 One W&B run per trial: grouped by ``<submission>/study_<j>`` (the experiment name the suite
 gives each study), job type = workload, config = the trial's hyperparameters + who/what/where
@@ -8,13 +12,21 @@ gives each study), job type = workload, config = the trial's hyperparameters + w
 history = every eval row exactly as written to ``eval_measurements.csv`` (step = global step),
 summary = the trial's outcome. ``wandb`` is imported only when a tracker is made, so runs
 without ``--wandb`` never need it. ``WANDB_MODE=offline`` works as usual (files stay in
-``WANDB_DIR``; ``offline_records`` reads them back).
+``WANDB_DIR``; ``offline_records`` reads them back). The run's id is kept in the trial folder
+(``wandb_run_id.txt``), so a resumed trial (``--resume_last_run``, a Slurm requeue) continues
+the same W&B run instead of starting a second one.
+
+TensorBoard: the same rows as scalars (tag = CSV column) in ``<trial_dir>/tensorboard/``,
+written by ``torch.utils.tensorboard``; a resumed trial adds an event file beside the first.
 """
 import os
+import secrets
 from typing import Any, Dict, Iterator, Optional
 
-FLAG_NAMES = ("wandb", "wandb_project", "wandb_entity", "wandb_run_name")
+FLAG_NAMES = ("wandb", "wandb_project", "wandb_entity", "wandb_run_name", "tensorboard")
 DEFAULT_PROJECT = "algoperf"
+RUN_ID_FILE = "wandb_run_id.txt"
+TENSORBOARD_DIR = "tensorboard"
 
 
 def define_flags(wandb_help: str) -> None:
@@ -25,10 +37,13 @@ def define_flags(wandb_help: str) -> None:
     flags.DEFINE_string("wandb_project", DEFAULT_PROJECT, "W&B project (--wandb).")
     flags.DEFINE_string("wandb_entity", None, "W&B entity / team (--wandb).")
     flags.DEFINE_string("wandb_run_name", None, "Prefix of the W&B run names (--wandb).")
+    flags.DEFINE_boolean("tensorboard", False, "Also write each trial's eval rows as "
+                         f"TensorBoard scalars to <trial_dir>/{TENSORBOARD_DIR}/ (needs "
+                         "'.[tracking]').")
 
 
 class TrackingError(ValueError):
-    """--wandb without the wandb package, or a bad tracking flag."""
+    """--wandb / --tensorboard without their package, or a W&B run that cannot start."""
 
 
 def _import_wandb():
@@ -49,21 +64,48 @@ def _init(wandb, **kwargs):
                             f"or set WANDB_MODE=offline to keep the runs on disk") from error
 
 
-def require() -> None:
-    """Fail before any trial runs when --wandb is given but wandb is not installed."""
-    _import_wandb()
+def _import_summary_writer():
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise TrackingError("--tensorboard needs the tensorboard package: pip install -e "
+                            "'.[tracking]'") from error
+    return SummaryWriter
+
+
+def require(flag_values: Dict[str, Any]) -> None:
+    """Fail before any trial runs when a tracker is asked for but its package is missing."""
+    if enabled(flag_values):
+        _import_wandb()
+    if (flag_values or {}).get("tensorboard"):
+        _import_summary_writer()
 
 
 def enabled(flag_values: Optional[Dict[str, Any]]) -> bool:
+    """Whether --wandb is on."""
     return bool((flag_values or {}).get("wandb"))
 
 
 def passthrough_flags(flag_values: Dict[str, Any]) -> tuple:
-    """The --wandb* flags as command-line arguments (the suite hands them to each trial)."""
-    if not enabled(flag_values):
-        return ()
-    return tuple(f"--{name}={flag_values[name]}" if name != "wandb" else "--wandb"
-                 for name in FLAG_NAMES if flag_values.get(name) not in (None, "", False))
+    """The tracking flags as command-line arguments (the suite hands them to each trial);
+    the --wandb_* settings only with --wandb."""
+    args = []
+    for name in FLAG_NAMES:
+        value = flag_values.get(name)
+        if value in (None, "", False) or (name.startswith("wandb_") and not enabled(flag_values)):
+            continue
+        args.append(f"--{name}" if value is True else f"--{name}={value}")
+    return tuple(args)
+
+
+def trial_trackers(flag_values: Dict[str, Any], trial_dir: Optional[str], **trial) -> list:
+    """The trackers the flags ask for, for one trial (``trial``: TrialTracker's keywords)."""
+    trackers = []
+    if enabled(flag_values):
+        trackers.append(TrialTracker(flag_values, trial_dir=trial_dir, **trial))
+    if (flag_values or {}).get("tensorboard") and trial_dir:
+        trackers.append(TensorBoardWriter(trial_dir, trial.get("hyperparameters")))
+    return trackers
 
 
 class TrialTracker:
@@ -71,7 +113,8 @@ class TrialTracker:
 
     def __init__(self, flag_values: Dict[str, Any], *, workload: str, submission: str,
                  experiment_name: str, study: int, num_studies: int, trial: int,
-                 hyperparameters: Optional[Dict[str, Any]], metadata: Dict[str, Any]):
+                 hyperparameters: Optional[Dict[str, Any]], metadata: Dict[str, Any],
+                 trial_dir: Optional[str] = None):
         wandb = _import_wandb()
         group = experiment_name + (f"/study_{study}" if num_studies > 1 else "")
         name = f"{group}/{workload}/trial_{trial}"
@@ -80,7 +123,7 @@ class TrialTracker:
         self.run = _init(
             wandb, project=flag_values.get("wandb_project") or DEFAULT_PROJECT,
             entity=flag_values.get("wandb_entity") or None, group=group, job_type=workload,
-            name=name, reinit="create_new",
+            name=name, reinit="create_new", **_run_identity(trial_dir),
             config={"hyperparameters": hyperparameters or {}, "workload": workload,
                     "submission": submission, "study": study, "trial": trial,
                     "experiment_name": experiment_name, "metadata": metadata})
@@ -98,6 +141,46 @@ class TrialTracker:
             "time_to_target": result.time_to_target,
             "accumulated_submission_time": float(result.accumulated_submission_time)})
         self.run.finish(exit_code=1 if result.failed else 0)
+
+
+def _run_identity(trial_dir: Optional[str]) -> Dict[str, str]:
+    """``id`` (+ ``resume="allow"`` when continuing) for ``wandb.init``: the id is made once per
+    trial and stored in the trial folder, so every (re)start of the trial logs to one run."""
+    if not trial_dir:
+        return {}
+    path = os.path.join(trial_dir, RUN_ID_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            return {"id": f.read().strip(), "resume": "allow"}
+    run_id = secrets.token_hex(6)  # W&B accepts any [a-z0-9] id of our choosing
+    os.makedirs(trial_dir, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(run_id + "\n")
+    return {"id": run_id}
+
+
+class TensorBoardWriter:
+    """One trial's eval rows as TensorBoard scalars (tag = CSV column, step = global step)."""
+
+    def __init__(self, trial_dir: str, hyperparameters: Optional[Dict[str, Any]] = None):
+        import json
+        writer_class = _import_summary_writer()
+        self.writer = writer_class(log_dir=os.path.join(trial_dir, TENSORBOARD_DIR))
+        if hyperparameters:
+            self.writer.add_text("hyperparameters", json.dumps(hyperparameters, indent=1))
+
+    def log_eval(self, global_step: int, row: Dict[str, Any]) -> None:
+        for tag, value in row.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(tag, value, global_step=int(global_step))
+        self.writer.flush()  # a killed trial keeps every row it logged
+
+    def finish(self, result) -> None:
+        self.writer.add_text("outcome", f"failed={bool(result.failed)} "
+                             f"reached_validation_target={bool(result.reached_validation)} "
+                             f"time_to_target={result.time_to_target} "
+                             f"global_step={int(result.global_step)}")
+        self.writer.close()
 
 
 def push_scores(flag_values: Dict[str, Any], result, paths: Dict[str, str],
@@ -158,15 +241,16 @@ def offline_records(path: str) -> Iterator[Any]:
 
 
 def offline_run(path: str) -> Dict[str, Any]:
-    """An offline run file as plain data: {run, config, history (list of rows), summary}."""
+    """An offline run file as plain data: {run, id, config, history (list of rows), summary}."""
     import json
-    out: Dict[str, Any] = {"run": {}, "config": {}, "history": [], "summary": {}}
+    out: Dict[str, Any] = {"run": {}, "id": None, "config": {}, "history": [], "summary": {}}
     for record in offline_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             r = record.run
             out["run"] = {"name": r.display_name, "group": r.run_group,
                           "job_type": r.job_type, "project": r.project}
+            out["id"] = r.run_id
             out["config"].update({u.key: json.loads(u.value_json) for u in r.config.update})
         elif kind == "config":
             out["config"].update({u.key: json.loads(u.value_json) for u in record.config.update})

@@ -46,11 +46,10 @@ def main(argv) -> None:
     for name in ("workload", "submission_path"):
         if not FLAGS[name].value:
             _fail(f"--{name} is required")
-    if FLAGS.wandb:
-        try:
-            tracking.require()
-        except tracking.TrackingError as error:
-            _fail(str(error))
+    try:
+        tracking.require(FLAGS.flag_values_dict())
+    except tracking.TrackingError as error:
+        _fail(str(error))
     config = experiment.ExperimentConfig(
         workload=FLAGS.workload, submission_path=FLAGS.submission_path,
         experiment_dir=FLAGS.experiment_dir, experiment_name=FLAGS.experiment_name,

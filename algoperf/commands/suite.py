@@ -66,8 +66,7 @@ def main(argv) -> None:
                                 FLAGS.num_trials, FLAGS.rng_seed, FLAGS.submissions_dir,
                                 FLAGS.tuning_ruleset)
         executor = None if FLAGS.score_only else _executor()
-        if FLAGS.wandb:
-            tracking.require()
+        tracking.require(FLAGS.flag_values_dict())
     except (plan.SuiteError, ValueError) as error:
         _fail(str(error))
     names = sorted({t.submission for t in trials})

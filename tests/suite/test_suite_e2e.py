@@ -25,8 +25,10 @@ def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, t
         wandb_env = {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path / "wb"),
                      "WANDB_SILENT": "true", "WANDB_DISABLE_GIT": "true"}
         os.makedirs(wandb_env["WANDB_DIR"])
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
     out = suite(tmp_path, tiny_data_dir, *(["--wandb", "--wandb_project=suite_test"]
-                                           if wandb_env else []), env=wandb_env)
+                                           if wandb_env else []),
+                *(["--tensorboard"] if tensorboard else []), env=wandb_env)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = tmp_path / "external_tuning"
     quick = runs / "quick" / "study_0" / "mnist_tiny_pytorch" / "trial_1"
@@ -54,6 +56,8 @@ def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, t
     png = (tmp_path / "scores" / "performance_profile.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     csv_before = (quick / "eval_measurements.csv").read_text()
+    if tensorboard:  # the flag reached the trial processes (rows checked in test_tensorboard)
+        assert list((quick / "tensorboard").glob("events.out.tfevents.*"))
     if wandb_env:
         check_wandb(wandb_env["WANDB_DIR"], evals)
 

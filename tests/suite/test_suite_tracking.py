@@ -20,7 +20,8 @@ def offline(tmp_path, monkeypatch):
     os.makedirs(env["WANDB_DIR"])
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return env
+    yield env
+    wandb.teardown()  # W&B keeps its settings (WANDB_DIR) per process until torn down
 
 
 def finished_runs(wandb_dir, count, timeout=90.0):
@@ -45,6 +46,8 @@ def test_flags_are_passed_through_only_when_enabled():
     assert tracking.passthrough_flags({"wandb": True, "wandb_project": "p",
                                        "wandb_entity": None, "wandb_run_name": "r"}) == (
         "--wandb", "--wandb_project=p", "--wandb_run_name=r")
+    assert tracking.passthrough_flags({"wandb": False, "wandb_project": "p",
+                                       "tensorboard": True}) == ("--tensorboard",)
 
 
 def test_trial_tracker_logs_every_eval_row_hyperparameters_and_outcome(offline):
@@ -69,6 +72,28 @@ def test_trial_tracker_logs_every_eval_row_hyperparameters_and_outcome(offline):
     assert [h["_step"] for h in run["history"]] == [1, 9]
     assert run["summary"]["reached_validation_target"] is True
     assert run["summary"]["time_to_target"] == 1.5 and run["summary"]["failed"] is False
+
+
+def test_a_resumed_trial_continues_the_same_wandb_run(offline, tmp_path):
+    """The run id lives in the trial folder: a second start of the trial (--resume_last_run, a
+    Slurm requeue) logs to the same run, and its rows carry on after the first start's."""
+    trial_dir = tmp_path / "trial_1"
+    common = dict(workload="mnist_tiny", submission="nadamw", experiment_name="e", study=0,
+                  num_studies=1, trial=1, hyperparameters={}, metadata={},
+                  trial_dir=str(trial_dir))
+    first = tracking.TrialTracker({"wandb": True}, **common)
+    first.log_eval(5, {"score": 0.1})
+    first.run.finish(exit_code=1)  # killed before its finish()
+    run_id = (trial_dir / tracking.RUN_ID_FILE).read_text().strip()
+    second = tracking.TrialTracker({"wandb": True}, **common)
+    second.log_eval(10, {"score": 0.2})
+    second.finish(TrialResult(trial_dir=None, global_step=10, accumulated_submission_time=2.0))
+    runs = finished_runs(offline["WANDB_DIR"], 2)
+    assert [r["id"] for r in runs] == [run_id, run_id]
+    assert [h["_step"] for r in runs for h in r["history"]] == [5, 10]
+    other = tracking.TrialTracker({"wandb": True}, **{**common, "trial_dir": str(tmp_path / "t2")})
+    other.run.finish()
+    assert (tmp_path / "t2" / tracking.RUN_ID_FILE).read_text().strip() != run_id
 
 
 def test_reader_rejects_a_file_that_is_not_a_run(tmp_path):
