@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 
@@ -19,6 +20,22 @@ SUBPROCESS_ENV = {"OMP_NUM_THREADS": "1"}
 def tiny_data_dir(tmp_path_factory):
     """One generated-data folder shared by the tests of a session (generated on first use)."""
     return str(tmp_path_factory.mktemp("algoperf_data"))
+
+
+def run_python(*args, nproc=1, timeout=600):
+    """``python <args>`` in a fresh process, under ``torchrun --nproc_per_node=nproc`` (gloo on
+    CPU, a free local port) when nproc > 1; fails the test with stderr on a non-zero exit."""
+    if nproc > 1:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        args = ("-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+                f"--master_port={port}", *args)
+    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
+                         env=env, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
 
 
 def run_cli(*args, timeout=600, env=None):

@@ -1,24 +1,12 @@
 """Two CPU processes under torchrun (gloo) agree with one process on the same global batch:
 for NAdamW (DDP's gradient all-reduce) and for K-FAC-reduce (its factors are averaged over
 the processes too; the empirical Fisher makes the curvature deterministic)."""
-import os
-import socket
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SUBPROCESS_ENV
+from tests.conftest import run_python
 
 STEPS = 30
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 SUBMISSIONS = {
     "nadamw": ("submissions/nadamw/submission.py",
@@ -30,18 +18,11 @@ SUBMISSIONS = {
 
 def _run(tmp_path, data_dir, name, nproc, submission="nadamw"):
     submission_path, search_space = SUBMISSIONS[submission]
-    args = ["-m", "algoperf.cli", "run", "--workload=mnist_tiny",
-            f"--submission_path={submission_path}",
-            f"--tuning_search_space={search_space}",
-            f"--experiment_dir={tmp_path}", f"--experiment_name={name}", "--rng_seed=5",
-            f"--data_dir={data_dir}", f"--max_global_steps={STEPS}"]
-    if nproc > 1:
-        args = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                f"--master_port={_free_port()}", *args]
-    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
-                         env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    run_python("-m", "algoperf.cli", "run", "--workload=mnist_tiny",
+               f"--submission_path={submission_path}",
+               f"--tuning_search_space={search_space}",
+               f"--experiment_dir={tmp_path}", f"--experiment_name={name}", "--rng_seed=5",
+               f"--data_dir={data_dir}", f"--max_global_steps={STEPS}", nproc=nproc)
     return pd.read_csv(tmp_path / name / "mnist_tiny_pytorch" / "trial_1" /
                        "eval_measurements.csv")
 

@@ -2,27 +2,17 @@
 the same parameters (every process builds the same factors and roots from the all-reduced
 gradients)."""
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO, SUBPROCESS_ENV
-from tests.test_ddp import _free_port
+from tests.conftest import REPO, run_python
 
 WORKER = os.path.join(REPO, "tests", "shampoo", "shampoo_ddp_worker.py")
 
 
 def _run(out, nproc):
-    args = [WORKER, str(out)]
-    if nproc > 1:
-        args = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                f"--master_port={_free_port()}", *args]
-    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
-    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
-                          env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_python(WORKER, str(out), nproc=nproc, timeout=300)
     return torch.load(out)
 
 

@@ -1,14 +1,11 @@
 """ogbg eval under DDP: two gloo processes gather every graph once and score like one."""
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, SUBPROCESS_ENV
+from tests.conftest import run_python
 
 SCRIPT = r"""
 import json, os, sys
@@ -32,24 +29,11 @@ if int(os.environ.get("RANK", 0)) == 0:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(data_dir, nproc):
-    args = ["-c", SCRIPT, str(data_dir)]
-    if nproc > 1:
-        script = os.path.join(str(data_dir), "eval_script.py")
-        with open(script, "w") as f:
-            f.write(SCRIPT)
-        args = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-                f"--master_port={_free_port()}", script, str(data_dir)]
-    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
-    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
-                         env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
+    script = os.path.join(str(data_dir), "eval_script.py")  # torchrun runs files, not -c
+    with open(script, "w") as f:
+        f.write(SCRIPT)
+    out = run_python(script, str(data_dir), nproc=nproc, timeout=300)
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
