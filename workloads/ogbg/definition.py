@@ -79,7 +79,8 @@ class OgbgTinyDefinition(OgbgDefinition):
     (``get_batch_size('ogbg')``), 400 steps, never stopping. Best validation mAP
     0.8307 / 0.8346 / 0.8264 (median 0.8307) -> validation target 0.8307 - 0.02 -> 0.81,
     first reached at steps 246 / 230 / 263 (72.7 / 61.8 / 87.8 s of submission time on two
-    busy CPU cores, one torch thread, ~0.3 s a step); test mAP there 0.8013-0.8076 -> 0.801.
+    busy CPU cores, one torch thread, ~0.3 s a step); test mAP there 0.8013-0.8076 -> 0.8013 -
+    0.02 -> 0.781 (the margin moves the test target too).
     For scale: mAP of constant scores (the positive rate) is ~0.35; the untrained net ~0.37.
     Budget 180 s: about 2x the slowest time to target. step_hint 400: the calibration's
     schedule length (cosine to zero at step 400).
@@ -106,7 +107,7 @@ class OgbgTinyDefinition(OgbgDefinition):
     num_test_examples = data.TINY_SIZES["test"]
     eval_batch_size = 1_024
     validation_target_value = 0.81
-    test_target_value = 0.801
+    test_target_value = 0.781
     max_allowed_runtime_sec = 180
     eval_period_time_sec = 10
     step_hint = 400
