@@ -31,7 +31,7 @@ import torch
 from benchmarks import results_io
 from algoperf import random_utils, runner
 from algoperf.search_space import hyperparameters_from_dict
-from submissions import kfac_baseline
+from algoperf.suite.plan import TINY_SEARCH_SPACE_FILE
 from workloads import registry
 from workloads.definition import reached
 from workloads.target_setting import TINY_POINT, one_run
@@ -43,9 +43,11 @@ KFAC_SUBMISSIONS = ("kfac_expand", "kfac_reduce")
 
 def point(workload_name: str, name: str) -> dict:
     """NAdamW: the point the workload's tiny targets were set with (its tiny_targets.json).
-    K-FAC: its defaults, tuned by hand on cifar_wrn_tiny, the same on every workload."""
+    K-FAC: the first point of its tiny search space (the one ``make suite`` runs), the same on
+    every workload (lr and damping from a 2-point sweep on cifar_wrn_tiny)."""
     if name in KFAC_SUBMISSIONS:
-        return dict(kfac_baseline.DEFAULTS)
+        with open(os.path.join(REPO, "submissions", name, TINY_SEARCH_SPACE_FILE)) as f:
+            return json.load(f)[0]
     module = sys.modules[registry.get_definition(workload_name).__module__]
     path = os.path.join(os.path.dirname(module.__file__), "tiny_targets.json")
     if not os.path.exists(path):

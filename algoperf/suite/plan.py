@@ -28,6 +28,9 @@ RULESET_DIRS = {"external": "external_tuning", "self": "self_tuning"}
 REPO_SUBMISSIONS_DIR = os.path.normpath(
     os.path.join(os.path.dirname(__file__), "..", "..", "submissions"))
 SEARCH_SPACE_FILE = "tuning_search_space.json"
+# Beside it, optional: the search space for the _tiny tier, whose budgets are seconds and whose
+# step_hints are hundreds of steps (the full-size spaces are AlgoPerf's, tuned for real budgets).
+TINY_SEARCH_SPACE_FILE = "tuning_search_space_tiny.json"
 SUBMISSION_FILE = "submission.py"
 STATES = ("done", "failed", "partial", "pending")
 
@@ -114,7 +117,8 @@ def make_plan(output_dir: str, submissions: Sequence[str], workloads: Sequence[s
                     plan.append(TrialSpec(
                         submission=os.path.basename(os.path.normpath(name)), workload=workload,
                         study=study, trial=trial, submission_path=submission_path,
-                        search_space_path=space_path, runs_dir=runs_dir,
+                        search_space_path=search_space_for(space_path, workload),
+                        runs_dir=runs_dir,
                         study_seed=study_seed(rng_seed, study), num_trials=num_trials,
                         tuning_ruleset=tuning_ruleset))
     return plan
@@ -143,6 +147,16 @@ def _submission_files(name: str, submissions_dir: str, tuning_ruleset: str):
         raise SuiteError(f"--submissions: {folder} has no {SEARCH_SPACE_FILE} (external tuning "
                          "needs one)")
     return submission_path, space_path if tuning_ruleset == "external" else None
+
+
+def search_space_for(space_path: Optional[str], workload: str) -> Optional[str]:
+    """The submission's tuning_search_space_tiny.json for a _tiny workload when it ships one,
+    else its tuning_search_space.json (None: self-tuning)."""
+    if space_path and workload.endswith("_tiny"):
+        tiny = os.path.join(os.path.dirname(space_path), TINY_SEARCH_SPACE_FILE)
+        if os.path.isfile(tiny):
+            return tiny
+    return space_path
 
 
 def trial_state(spec: TrialSpec) -> str:

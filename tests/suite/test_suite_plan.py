@@ -37,6 +37,27 @@ def test_plan_is_the_full_product_in_algoperf_layout(tmp_path):
     assert "self_tuning" in self_tuning[0].trial_dir and self_tuning[0].search_space_path is None
 
 
+def test_tiny_workloads_take_the_tiny_search_space_when_one_is_shipped(tmp_path):
+    for name in ("both", "full_only"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "submission.py").write_text("")
+        (tmp_path / name / plan.SEARCH_SPACE_FILE).write_text("{}")
+    (tmp_path / "both" / plan.TINY_SEARCH_SPACE_FILE).write_text("[]")
+    trials = plan.make_plan(str(tmp_path / "out"), ["both", "full_only"],
+                            ["mnist_tiny", "mnist"], 1, 1, submissions_dir=str(tmp_path))
+    spaces = {(t.submission, t.workload): os.path.basename(t.search_space_path)
+              for t in trials}
+    assert spaces == {("both", "mnist_tiny"): plan.TINY_SEARCH_SPACE_FILE,
+                      ("both", "mnist"): plan.SEARCH_SPACE_FILE,
+                      ("full_only", "mnist_tiny"): plan.SEARCH_SPACE_FILE,
+                      ("full_only", "mnist"): plan.SEARCH_SPACE_FILE}
+    # Every shipped baseline has a tiny space whose first point the default suite runs.
+    for name in plan.shipped_submissions():
+        space = os.path.join(plan.REPO_SUBMISSIONS_DIR, name, plan.TINY_SEARCH_SPACE_FILE)
+        assert os.path.isfile(space), name
+        assert len(json.load(open(space))) >= 1
+
+
 def test_defaults_are_found_at_run_time(tmp_path):
     shipped = plan.shipped_submissions()
     folder = os.path.join(REPO, "submissions")
