@@ -55,10 +55,15 @@ def _import_wandb():
     return wandb
 
 
-def _init(wandb, **kwargs):
-    """``wandb.init``; a refused start (no API key, no network) is one TrackingError."""
+def _init(wandb, flag_values: Dict[str, Any], name: str, **kwargs):
+    """``wandb.init`` in the flags' project and entity, the run named ``name`` under the
+    --wandb_run_name prefix; a refused start (no API key, no network) is one TrackingError."""
+    if flag_values.get("wandb_run_name"):
+        name = f"{flag_values['wandb_run_name']}/{name}"
     try:
-        return wandb.init(**kwargs)
+        return wandb.init(project=flag_values.get("wandb_project") or DEFAULT_PROJECT,
+                          entity=flag_values.get("wandb_entity") or None, name=name,
+                          reinit="create_new", **kwargs)
     except wandb.errors.Error as error:
         raise TrackingError(f"--wandb: W&B could not start a run ({error}); run `wandb login`, "
                             f"or set WANDB_MODE=offline to keep the runs on disk") from error
@@ -77,13 +82,17 @@ def require(flag_values: Dict[str, Any]) -> None:
     """Fail before any trial runs when a tracker is asked for but its package is missing."""
     if enabled(flag_values):
         _import_wandb()
-    if (flag_values or {}).get("tensorboard"):
+    if tensorboard_enabled(flag_values):
         _import_summary_writer()
 
 
 def enabled(flag_values: Optional[Dict[str, Any]]) -> bool:
     """Whether --wandb is on."""
     return bool((flag_values or {}).get("wandb"))
+
+
+def tensorboard_enabled(flag_values: Optional[Dict[str, Any]]) -> bool:
+    return bool((flag_values or {}).get("tensorboard"))
 
 
 def passthrough_flags(flag_values: Dict[str, Any]) -> tuple:
@@ -103,7 +112,7 @@ def trial_trackers(flag_values: Dict[str, Any], trial_dir: Optional[str], **tria
     trackers = []
     if enabled(flag_values):
         trackers.append(TrialTracker(flag_values, trial_dir=trial_dir, **trial))
-    if (flag_values or {}).get("tensorboard") and trial_dir:
+    if tensorboard_enabled(flag_values) and trial_dir:
         trackers.append(TensorBoardWriter(trial_dir, trial.get("hyperparameters")))
     return trackers
 
@@ -117,13 +126,9 @@ class TrialTracker:
                  trial_dir: Optional[str] = None):
         wandb = _import_wandb()
         group = experiment_name + (f"/study_{study}" if num_studies > 1 else "")
-        name = f"{group}/{workload}/trial_{trial}"
-        if flag_values.get("wandb_run_name"):
-            name = f"{flag_values['wandb_run_name']}/{name}"
         self.run = _init(
-            wandb, project=flag_values.get("wandb_project") or DEFAULT_PROJECT,
-            entity=flag_values.get("wandb_entity") or None, group=group, job_type=workload,
-            name=name, reinit="create_new", **_run_identity(trial_dir),
+            wandb, flag_values, f"{group}/{workload}/trial_{trial}", group=group,
+            job_type=workload, **_run_identity(trial_dir),
             config={"hyperparameters": hyperparameters or {}, "workload": workload,
                     "submission": submission, "study": study, "trial": trial,
                     "experiment_name": experiment_name, "metadata": metadata})
@@ -187,11 +192,7 @@ def push_scores(flag_values: Dict[str, Any], result, paths: Dict[str, str],
                 name: str = "scores") -> None:
     """The scoring report as a W&B run: the score table, the times table, the profile plot."""
     wandb = _import_wandb()
-    run_name = name if not flag_values.get("wandb_run_name") else \
-        f"{flag_values['wandb_run_name']}/{name}"
-    run = _init(wandb, project=flag_values.get("wandb_project") or DEFAULT_PROJECT,
-                entity=flag_values.get("wandb_entity") or None, job_type="scores",
-                name=run_name, reinit="create_new",
+    run = _init(wandb, flag_values, name, job_type="scores",
                 config={"scoring": {k: str(v) for k, v in vars(result.config).items()}})
     scores = result.scores.reset_index()
     times = result.times.reset_index()
