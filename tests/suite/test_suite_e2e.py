@@ -2,7 +2,6 @@
 import importlib.util
 import json
 import os
-import time
 
 import pandas as pd
 import pytest
@@ -82,17 +81,8 @@ def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, t
 
 def check_wandb(wandb_dir, evals):
     """One W&B run per trial with every eval row; the scores pushed as a table and image."""
-    from algoperf import tracking
-    deadline = time.time() + 90  # W&B's service may still be writing after the suite exits
-    while True:
-        paths = tracking.offline_run_files(wandb_dir)
-        kinds = [[r.WhichOneof("record_type") for r in tracking.offline_records(p)]
-                 for p in paths]
-        if len(paths) >= 3 and all("exit" in k for k in kinds):
-            break
-        assert time.time() < deadline, f"W&B runs not finished: {kinds}"
-        time.sleep(0.5)
-    runs = {r["run"]["name"]: r for r in map(tracking.offline_run, paths)}
+    from tests.suite.test_suite_tracking import finished_runs
+    runs = {r["run"]["name"]: r for r in finished_runs(wandb_dir, 3)}
     assert set(runs) == {"quick/study_0/mnist_tiny/trial_1", "broken/study_0/mnist_tiny/trial_1",
                          "scores"}
     trial = runs["quick/study_0/mnist_tiny/trial_1"]
