@@ -424,7 +424,6 @@ def read_image_classification(data_dir: PathLike, name: str, split: str,
     return {"images": arrays["images"], "labels": arrays["labels"]}
 
 
-
 # ----------------------------------------------------------------------------------------
 # Generated (tiny-tier) datasets
 # ----------------------------------------------------------------------------------------
@@ -441,7 +440,7 @@ def generated_name(base: str, default_sizes: Mapping[str, int], seed: int = 0,
 
 def ensure_generated(data_dir: PathLike, base: str, default_sizes: Mapping[str, int],
                      generator_version: int, seed: int, sizes: Optional[Mapping[str, int]],
-                     overwrite: bool, write: Callable[[str, Dict[str, int], Dict], Path],
+                     overwrite: bool, write: Callable[[str, Dict[str, int], Dict, bool], Path],
                      description: str) -> Path:
     """Generate a tiny-tier dataset into ``<data_dir>/<generated_name(...)>`` unless it is
     already there with the same generator version, seed and sizes (recorded in its
