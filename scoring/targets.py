@@ -11,27 +11,22 @@ The JSON format::
      "workloads": {name: {"target_metric_name": "accuracy", "validation_target_value": 0.77,
                           "step_hint": 1000, "test_target_value": 0.65,        # optional
                           "lower_is_better": false,                            # optional
+                          "max_allowed_runtime_sec": 69768,                    # optional
                           "base_workload": "imagenet_vit"}}}                    # optional
 
-Metric direction: a metric is *lower is better* when its name contains ``loss``, ``wer``,
-``error``, ``ppl`` or ``perplexity`` (AlgoPerf's rule, plus perplexity), and *higher is better*
-otherwise (accuracy, mean_average_precision, ssim, bleu). An entry's ``lower_is_better`` key
-overrides the guess.
+``max_allowed_runtime_sec`` is the budget (x1.5 for self-tuning): evals logged past it do not
+count. Without it, the budget the harness logged in the trial's metadata is used, if any.
+
+Metric direction: ``algoperf.benchmark_rules.lower_is_better``, the rule the runner uses too;
+an entry's ``lower_is_better`` key overrides it.
 """
 import dataclasses
 import json
 import os
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
+from algoperf.benchmark_rules import lower_is_better
 from scoring.errors import ScoringInputError, TargetsUnavailableError
-
-LOWER_IS_BETTER_MARKERS = ("loss", "wer", "error", "ppl", "perplexity")
-
-
-def lower_is_better(metric_name: str) -> bool:
-    """True for metrics that improve downwards (losses, error rates, WER, perplexity)."""
-    name = metric_name.lower()
-    return any(marker in name for marker in LOWER_IS_BETTER_MARKERS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +38,7 @@ class WorkloadTarget:
     step_hint: Optional[int] = None
     test_value: Optional[float] = None
     base_workload: Optional[str] = None  # for a variant: the workload it modifies
+    max_allowed_runtime_sec: Optional[float] = None
 
     @property
     def validation_column(self) -> str:
@@ -108,12 +104,14 @@ def _workload_target(name: str, entry, source: str) -> WorkloadTarget:
     direction = entry.get("lower_is_better")
     test_value = entry.get("test_target_value")
     step_hint = entry.get("step_hint")
+    runtime = entry.get("max_allowed_runtime_sec")
     return WorkloadTarget(
         name=name, metric=metric, value=value,
         lower_is_better=lower_is_better(metric) if direction is None else bool(direction),
         step_hint=None if step_hint is None else int(step_hint),
         test_value=None if test_value is None else float(test_value),
-        base_workload=entry.get("base_workload"))
+        base_workload=entry.get("base_workload"),
+        max_allowed_runtime_sec=None if runtime is None else float(runtime))
 
 
 def load_targets_file(path: str) -> TargetsTable:

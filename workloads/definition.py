@@ -3,27 +3,10 @@
 A definition is what scoring and the runner need to know without any model code. A
 framework implementation (``workloads/<name>/pytorch.py``) subclasses its definition.
 """
-import math
-from typing import Dict, Optional
+from typing import Dict
 
 from algoperf import spec
-
-# Metrics where smaller is better; every other metric is maximised.
-LOWER_IS_BETTER = ("loss", "error", "wer", "ctc_loss")
-
-
-def lower_is_better(metric_name: str) -> bool:
-    return any(token in metric_name for token in LOWER_IS_BETTER)
-
-
-def reached(value: Optional[float], target: float, metric_name: str) -> bool:
-    """Non-strict comparison in the metric's direction; NaN or missing never counts."""
-    if value is None:
-        return False
-    value = float(value)
-    if math.isnan(value):
-        return False
-    return value <= target if lower_is_better(metric_name) else value >= target
+from algoperf.benchmark_rules import reached
 
 
 class WorkloadDefinition(spec.Workload):
@@ -60,4 +43,5 @@ class WorkloadDefinition(spec.Workload):
         return {"target_metric_name": cls.target_metric_name,
                 "validation_target_value": cls.validation_target_value,
                 "test_target_value": cls.test_target_value,
-                "step_hint": cls.step_hint}
+                "step_hint": cls.step_hint,
+                "max_allowed_runtime_sec": cls.max_allowed_runtime_sec}

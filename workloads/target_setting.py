@@ -37,11 +37,11 @@ from typing import Dict, List, Optional
 
 import torch
 
-from algoperf import random_utils, runner
+from algoperf import random_utils, runner, submission_loader
 from algoperf.backends.pytorch import PyTorchBackend
 from algoperf.search_space import hyperparameters_from_dict
 from workloads import registry
-from workloads.definition import lower_is_better
+from algoperf.benchmark_rules import lower_is_better
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NADAMW = os.path.join(REPO, "submissions", "nadamw", "submission.py")
@@ -62,7 +62,7 @@ def one_run(workload_name: str, submission_path: str, point: Dict, seed: int, ma
     workload.max_allowed_runtime_sec = math.inf  # max_steps ends the run
     config = runner.TrialConfig(data_dir=registry.resolve_data_dir(workload, data_dir),
                                 save_checkpoints=False, max_global_steps=max_steps)
-    result = runner.train_once(workload, runner.load_submission(submission_path),
+    result = runner.train_once(workload, submission_loader.load_submission(submission_path),
                                PyTorchBackend(), hyperparameters_from_dict(point),
                                random_utils.PRNGKey(seed), None, config)
     metric = workload.target_metric_name
