@@ -111,7 +111,8 @@ def score_runs(runs: Runs, config: ScoringConfig) -> ScoreResult:
         checks.enforce(gaps, runs.root)
     notes += gaps
 
-    trials = rules.trial_results(runs.evals, trials, table)
+    evals = _within_budget(runs.evals, trials, table, config.self_tuning_ruleset, notes)
+    trials = rules.trial_results(evals, trials, table)
     studies = rules.study_times(trials)
     submissions = sorted(trials["submission"].unique())
     raw = rules.workload_times(studies, submissions, base + held_out)
@@ -145,6 +146,36 @@ def score_runs(runs: Runs, config: ScoringConfig) -> ScoreResult:
         trials=trials, studies=studies, speedups=speedups,
         notes=pd.DataFrame(notes, columns=["path", "kind", "message"]), runs=runs,
         bootstrap=samples)
+
+
+def _within_budget(evals: pd.DataFrame, trials: pd.DataFrame, table: TargetsTable,
+                   self_tuning: bool, notes: list) -> pd.DataFrame:
+    """Evals logged after a trial's budget was spent do not count (their value becomes NaN).
+
+    The runner gives no eval once the budget is spent, so such rows mean a submission moved
+    its own budget (or a different harness's logs). The budget is the targets table's
+    ``max_allowed_runtime_sec`` (x1.5 for self-tuning), else the one the trial logged."""
+    from algoperf.benchmark_rules import budget_sec
+    from_table = trials["workload"].map(
+        lambda w: np.nan if table[w].max_allowed_runtime_sec is None
+        else budget_sec(table[w].max_allowed_runtime_sec, self_tuning))
+    logged = trials["budget"] if "budget" in trials else np.nan
+    budget = from_table.fillna(logged).to_numpy(dtype=float)
+    budget_of = np.full(int(trials["trial_id"].max()) + 1 if len(trials) else 0, np.nan)
+    budget_of[trials["trial_id"].to_numpy()] = budget
+    row_budget = budget_of[evals["trial_id"].to_numpy()] if len(budget_of) else np.array([])
+    over = evals["time"].to_numpy() > row_budget  # NaN budget: never over
+    if not over.any():
+        return evals
+    paths = trials.set_index("trial_id")["path"]
+    for trial_id in np.unique(evals["trial_id"].to_numpy()[over]):
+        rows = over & (evals["trial_id"].to_numpy() == trial_id)
+        notes.append((paths[trial_id], "over_budget",
+                      f"{int(rows.sum())} evals after the budget of {budget_of[trial_id]:g} s "
+                      f"(first at {evals['time'].to_numpy()[rows][0]:g} s) do not count"))
+    evals = evals.copy()
+    evals.loc[over, "value"] = np.nan
+    return evals
 
 
 def _workload_sets(table: TargetsTable, config: ScoringConfig):

@@ -8,9 +8,16 @@
   target metric (``validation/<metric>``; NaN stays NaN).
 - ``trials``: one row per trial folder, including trials that failed or never evaluated:
   ``trial_id, submission, study, workload, framework, trial, path, status, reason, n_evals,
-  hparams``. ``status`` is ``ok``, ``failed`` (a ``failed.json`` is there), ``no_evals`` (no or
-  an empty ``eval_measurements.csv``) or ``truncated`` (a half-written last row was dropped).
-- ``notes``: what a person should know about the folder (stray folders, failed trials, ...).
+  hparams, budget, eval_data_access``. ``status`` is ``ok``, ``failed`` (a ``failed.json`` is
+  there), ``no_evals`` (no or an empty ``eval_measurements.csv``) or ``truncated`` (a
+  half-written last row was dropped: a last line without its newline, or with too few fields).
+  ``budget`` is the budget the harness logged for the trial (``meta_data_0.json``, NaN if none)
+  and ``eval_data_access`` whether its metadata flags reads of held-out data by the submission.
+- ``notes``: what a person should know about the folder (stray folders, failed trials,
+  infinite metric values, times that are negative or go backwards, a step logged twice, ...).
+
+Values of the target metric that are infinite are set to NaN (with a note): an ``inf``
+accuracy is a broken eval, and it must not reach a target.
 
 Problems that make a file unusable (a row with the wrong number of fields in the middle of a
 CSV, a non-numeric value, a missing time or metric column, a workload without a target, no runs
@@ -77,7 +84,7 @@ def load_runs(directory, targets=None, time_column: str = TIME_COLUMN,
                                 "<workload>_<framework>/trial_<k>/eval_measurements.csv")
     _check_unique(folders)
     records = _trial_records(folders, read_hparams)
-    evals = _read_evals(records, table, time_column)
+    evals = _read_evals(records, table, time_column, notes)
     _note_trial_status(records, notes)
     trials = pd.DataFrame(records)
     evals = _with_labels(evals, trials)
@@ -126,8 +133,32 @@ def _trial_records(folders, read_hparams: bool) -> List[dict]:
             "status": "failed" if failed_reason is not None else "ok",
             "reason": failed_reason or "", "n_evals": 0,
             "hparams": _hparams_text(f.path) if read_hparams else "",
+            **_logged_limits(f.path),
         })
     return records
+
+
+def _logged_limits(trial_dir: str) -> dict:
+    """The budget our harness logged before the submission ran, and the eval guard's flag."""
+    found = {"budget": np.nan, "eval_data_access": False}
+    try:
+        with open(os.path.join(trial_dir, "meta_data_0.json")) as f:
+            first = json.load(f)
+    except (OSError, ValueError):
+        return found  # AlgoPerf's own logs: no budget recorded
+    budget = (first.get("limits") or {}).get("budget_sec") if isinstance(first, dict) else None
+    if isinstance(budget, (int, float)):
+        found["budget"] = float(budget)
+    for name in os.listdir(trial_dir):
+        if name.startswith("meta_data_") and name.endswith(".json"):
+            try:
+                with open(os.path.join(trial_dir, name)) as f:
+                    meta = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(meta, dict) and meta.get("eval_data_accessed_by_submission"):
+                found["eval_data_access"] = True
+    return found
 
 
 def _failed_reason(trial_dir: str) -> Optional[str]:
@@ -163,11 +194,15 @@ def _note_trial_status(records: List[dict], notes) -> None:
         elif row["status"] == "truncated":
             notes.append((row["path"], "truncated", "last row of a half-written "
                           f"{layout.EVAL_FILE} dropped"))
+        if row["eval_data_access"]:
+            notes.append((row["path"], "eval_data_access", "the submission read held-out "
+                          "(validation/test) data during training (meta_data_<n>.json)"))
 
 
 # ----------------------------------------------------------------------------- CSV reading
 
-def _read_evals(records: List[dict], table: TargetsTable, time_column: str) -> pd.DataFrame:
+def _read_evals(records: List[dict], table: TargetsTable, time_column: str,
+                notes) -> pd.DataFrame:
     """Parses every trial's eval file; sets each record's ``status`` and ``n_evals``."""
     groups: Dict[str, List[Tuple[int, str, _CsvText]]] = {}
     metric_of: Dict[int, str] = {}
@@ -191,7 +226,53 @@ def _read_evals(records: List[dict], table: TargetsTable, time_column: str) -> p
     if not parts:
         return _empty_evals()
     evals = pd.concat(parts, ignore_index=True)
-    return evals.sort_values(["trial_id", "eval_index"], kind="stable", ignore_index=True)
+    evals = evals.sort_values(["trial_id", "eval_index"], kind="stable", ignore_index=True)
+    _check_values(evals, records, metric_of, notes)
+    return evals
+
+
+def _check_values(evals: pd.DataFrame, records: List[dict], metric_of: Dict[int, str],
+                  notes) -> None:
+    """Notes (one per trial and kind) on values a correct run never logs; infinite metric
+    values become NaN so they cannot reach a target."""
+    path_of = {r["trial_id"]: os.path.join(r["path"], layout.EVAL_FILE) for r in records}
+    trial = evals["trial_id"].to_numpy()
+    row = evals["eval_index"].to_numpy()
+    time = evals["time"].to_numpy()
+    step = evals["global_step"].to_numpy()
+    value = evals["value"].to_numpy().copy()
+    same_trial = np.r_[False, trial[1:] == trial[:-1]]
+    checks = [
+        ("infinite_value", np.isinf(value),
+         lambda i: f"{metric_of[trial[i]]} is {value[i]} in row {row[i] + 1}: a broken eval, "
+                   "not counted"),
+        ("negative_time", time < 0, lambda i: f"negative time {time[i]} in row {row[i] + 1}"),
+        ("time_backwards", same_trial & (np.r_[np.inf, np.diff(time)] < 0),
+         lambda i: f"time goes backwards in row {row[i] + 1} ({time[i - 1]} -> {time[i]})"),
+        ("duplicate_step", _repeated_steps(trial, step),
+         lambda i: f"global_step {step[i]:.0f} logged again in row {row[i] + 1}"),
+    ]
+    for kind, bad, describe in checks:
+        for i in _first_per_trial(trial, bad):
+            count = int(bad[trial == trial[i]].sum())
+            more = f" (and {count - 1} more rows)" if count > 1 else ""
+            notes.append((path_of[trial[i]], kind, describe(i) + more))
+    value[np.isinf(value)] = np.nan
+    evals["value"] = value
+
+
+def _repeated_steps(trial: np.ndarray, step: np.ndarray) -> np.ndarray:
+    keys = pd.DataFrame({"trial": trial, "step": step})
+    return (keys.duplicated() & ~np.isnan(step)).to_numpy()
+
+
+def _first_per_trial(trial: np.ndarray, bad: np.ndarray) -> List[int]:
+    """Index of the first flagged row of each trial that has one."""
+    indices = np.flatnonzero(bad)
+    if not len(indices):
+        return []
+    _, first = np.unique(trial[indices], return_index=True)
+    return [int(i) for i in indices[first]]
 
 
 def _load_csv_text(path: str) -> Optional[_CsvText]:
@@ -205,18 +286,21 @@ def _load_csv_text(path: str) -> Optional[_CsvText]:
         raise ScoringInputError(path, f"cannot read ({e.strerror})") from None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
+    cut = not text.endswith("\n")  # killed while writing: the last line is not whole
+    if cut:
+        text = text[:text.rfind("\n") + 1]
     if not text.strip():
         return None
     header, _, body = text.partition("\n")
     if '"' in text:
         raise ScoringInputError(path, "quoted CSV fields are not expected in "
                                 f"{layout.EVAL_FILE} (numbers only)")
-    if body and not body.endswith("\n"):
-        body += "\n"
     n_rows = body.count("\n")
     if body.count(",") == n_rows * header.count(",") and "\n\n" not in body:
-        return _CsvText(header, body, n_rows)
-    return _clean_body(path, header, body)
+        return _CsvText(header, body, n_rows, truncated=cut)
+    cleaned = _clean_body(path, header, body)
+    cleaned.truncated |= cut
+    return cleaned
 
 
 def _clean_body(path: str, header: str, body: str) -> _CsvText:

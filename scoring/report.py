@@ -144,7 +144,12 @@ def notes_summary(result) -> str:
         "no_evals": "trials without evals (counted as misses)",
         "truncated": "CSVs with a half-written last row (row dropped)",
         "count": "gap(s) in study/trial counts", "missing_workload": "missing workloads",
-        "unknown_workload": "folders of workloads without targets (ignored)"}
+        "unknown_workload": "folders of workloads without targets (ignored)",
+        "over_budget": "trials with evals past their budget (those evals voided)",
+        "infinite_value": "trials with an infinite metric value (not counted)",
+        "negative_time": "trials with a negative time", "time_backwards":
+        "trials whose time goes backwards", "duplicate_step": "trials logging a step twice",
+        "eval_data_access": "trials whose submission read held-out data"}
     parts = [f"{n} {described.get(kind, kind)}" for kind, n in counts.items()]
     return "Notes: " + "; ".join(parts) + " (details in notes.csv)."
 

@@ -79,8 +79,95 @@ def test_infinite_and_nan_spellings_parse(tmp_path, targets):
     text = csv_text("accuracy", [(10, .5), (20, .9), (30, .1)])
     text = text.replace(",0.5,", ",nan,").replace(",0.1,", ",inf,")
     good_trial(tmp_path, text=text)
-    values = scoring.load_runs(tmp_path, targets).evals["value"].tolist()
-    assert values[1:] == [0.9, float("inf")] and values[0] != values[0]
+    runs = scoring.load_runs(tmp_path, targets)
+    values = runs.evals["value"].tolist()
+    # NaN stays NaN; an infinite accuracy is a broken eval: NaN too, and noted.
+    assert values[1] == 0.9 and values[0] != values[0] and values[2] != values[2]
+    (note,) = runs.notes[runs.notes["kind"] == "infinite_value"]["message"]
+    assert "validation/accuracy is inf in row 3" in note
+
+
+def test_infinite_accuracy_never_reaches_the_target(tmp_path, targets):
+    text = csv_text("accuracy", [(10, .5), (20, .6), (30, .95)]).replace(",0.6,", ",inf,")
+    good_trial(tmp_path, text=text)
+    good_trial(tmp_path, workload="beta", text=csv_text("loss", [(5, 0.4)]))
+    result = scoring.score(tmp_path, targets, held_out=False, num_studies=1, num_trials=1)
+    assert result.times.loc["sub", "alpha"] == 30.0  # the real hit, not the inf at 20
+
+
+def test_a_last_row_without_its_newline_is_half_written(tmp_path, targets):
+    # A run killed while appending its last eval, inside the last field: a loss of 0.589 cut
+    # to "0.5" would reach the target loss <= 0.5.
+    text = "score,global_step,validation/loss\n10,10,0.9\n20,20,0.7\n30,30,0.5"
+    good_trial(tmp_path, workload="beta", text=text)
+    good_trial(tmp_path, workload="alpha")
+    runs = scoring.load_runs(tmp_path, targets)
+    beta = runs.trials.set_index("workload").loc["beta"]
+    assert beta["status"] == "truncated" and beta["n_evals"] == 2
+    assert (runs.notes["kind"] == "truncated").sum() == 1
+    result = scoring.score(runs, held_out=False, num_studies=1, num_trials=1)
+    assert result.times.loc["sub", "beta"] == float("inf")
+
+
+def test_negative_and_backwards_times_and_repeated_steps_get_notes(tmp_path, targets):
+    lines = csv_text("accuracy", [(10, .5), (20, .6), (15, .7), (-1, .8)]).splitlines()
+    lines[2] = lines[2].replace(",20,0,20,", ",10,0,20,")  # global_step 20 -> 10: logged twice
+    good_trial(tmp_path, text="\n".join(lines) + "\n")
+    notes = scoring.load_runs(tmp_path, targets).notes.set_index("kind")["message"]
+    assert "time goes backwards in row 3 (20.0 -> 15.0)" in notes["time_backwards"]
+    assert "(and 1 more rows)" in notes["time_backwards"]
+    assert "negative time -1.0 in row 4" in notes["negative_time"]
+    assert "global_step 10 logged again in row 2" in notes["duplicate_step"]
+
+
+def test_a_clean_trial_gets_no_notes(tmp_path, targets):
+    good_trial(tmp_path)
+    assert scoring.load_runs(tmp_path, targets).notes.empty
+
+
+def with_budget(targets_path, workload, seconds):
+    table = json.loads(open(targets_path).read())
+    table["workloads"][workload]["max_allowed_runtime_sec"] = seconds
+    with open(targets_path, "w") as f:
+        json.dump(table, f)
+    return targets_path
+
+
+def test_evals_past_the_budget_do_not_count(tmp_path, targets):
+    # The target is hit at 30 s; the workload's budget is 25 s.
+    write_trial(str(tmp_path), "sub", "study_0", "alpha", 1, [(10, .5), (30, .9)])
+    write_trial(str(tmp_path), "sub", "study_0", "beta", 1, [(5, .4)], "loss")
+    with_budget(targets, "alpha", 25)
+    kwargs = dict(held_out=False, num_studies=1, num_trials=1)
+    external = scoring.score(tmp_path, targets, **kwargs)
+    assert external.times.loc["sub", "alpha"] == float("inf")
+    (note,) = external.notes[external.notes["kind"] == "over_budget"]["message"]
+    assert "1 evals after the budget of 25 s (first at 30 s) do not count" == note
+    # Self-tuning gets 1.5x the budget: 37.5 s, so the hit at 30 s counts.
+    self_tuned = scoring.score(tmp_path, targets, self_tuning_ruleset=True, **kwargs)
+    assert self_tuned.times.loc["sub", "alpha"] == 30.0
+    assert not (self_tuned.notes["kind"] == "over_budget").any()
+
+
+def test_without_a_budget_in_the_targets_the_logged_one_counts(tmp_path, targets):
+    path = write_trial(str(tmp_path), "sub", "study_0", "alpha", 1, [(10, .5), (30, .9)])
+    write_trial(str(tmp_path), "sub", "study_0", "beta", 1, [(5, .4)], "loss")
+    with open(os.path.join(path, "meta_data_0.json"), "w") as f:
+        json.dump({"limits": {"budget_sec": 20.0, "max_allowed_runtime_sec": 20.0}}, f)
+    result = scoring.score(tmp_path, targets, held_out=False, num_studies=1, num_trials=1)
+    assert result.times.loc["sub", "alpha"] == float("inf")
+    assert result.times.loc["sub", "beta"] == 5.0  # no budget known: nothing voided
+
+
+def test_a_trial_whose_submission_read_held_out_data_is_noted(tmp_path, targets):
+    path = good_trial(tmp_path)
+    with open(os.path.join(path, "meta_data_1.json"), "w") as f:
+        json.dump({"eval_data_accessed_by_submission": True}, f)
+    with open(os.path.join(path, "meta_data_0.json"), "w") as f:
+        json.dump({"rng_seed": 0}, f)
+    runs = scoring.load_runs(tmp_path, targets)
+    assert runs.trials["eval_data_access"].tolist() == [True]
+    assert (runs.notes["kind"] == "eval_data_access").sum() == 1
 
 
 # ----------------------------------------------------------------------------- bad input
