@@ -12,6 +12,8 @@ from absl import app
 # command -> (module, one-line help). Modules are imported lazily.
 COMMANDS = {
     "run": ("algoperf.commands.run", "run a submission on a workload (AlgoPerf flags)"),
+    "check": ("algoperf.commands.check",
+              "smoke-test a submission: a few steps, an eval, checkpoint and resume per workload"),
     "score": ("scoring.cli", "score a folder of logged runs: tables, profiles, plot"),
     "data": ("workloads.data_cli", "prepare a dataset once into the on-disk form loaders read"),
     "benchmark": ("algoperf.commands.benchmark",

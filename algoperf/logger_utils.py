@@ -6,9 +6,12 @@
         trial_<k>/measurements.csv                  (submission's train metrics + eval rows)
         trial_<k>/hparams.json
         trial_<k>/failed.json                       (only for a trial that failed, with why)
+        trial_<k>/complete.json                     (a trial whose loop ended: why, when)
 
 Every write goes to a temporary file in the same folder and is moved into place with
 ``os.replace`` (atomic on POSIX), so a reader sees the old file or the new one, never half.
+Files get the permissions the umask gives (0644 under the usual 022), not ``mkstemp``'s 0600,
+so another user, or the host user of a container's volume, can read the logs.
 """
 import json
 import math
@@ -25,12 +28,20 @@ EVAL_FILE = "eval_measurements.csv"
 MEASUREMENTS_FILE = "measurements.csv"
 HPARAMS_FILE = "hparams.json"
 FAILED_FILE = "failed.json"
+COMPLETE_FILE = "complete.json"
+
+
+def _file_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_text(path: str, text: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -12,11 +12,14 @@ One trial, on one screen (``train_once``):
               | --max_global_steps
 
 The clock waits for the device (``backend.clock``) and is the max over processes under DDP.
-``run_trials`` runs the tuning trials of one study; a failing trial is recorded and the next
-one runs.
+Budget, eval period and targets are read once (``Limits``) before any submission code runs, so
+a submission that patches its workload object cannot move them; every call into the
+submission runs inside ``eval_guard.submission_code()``, so its reads of held-out data are
+recorded. ``run_trial_safely`` records a failing trial (with the submission's own line that
+raised) and lets the next one run.
 """
 import dataclasses
-import importlib.util
+import errno
 import inspect
 import os
 import traceback
@@ -25,45 +28,59 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import logging
 
-from algoperf import logger_utils, random_utils, spec
+from algoperf import benchmark_rules, eval_guard, logger_utils, random_utils, spec
+from algoperf.submission_loader import SubmissionError, describe_failure
 
 CHECKPOINT_FILE = "checkpoint.pt"
-SELF_TUNING_BUDGET_FACTOR = 1.5
-REQUIRED_FUNCTIONS = ("get_batch_size", "init_optimizer_state", "update_params",
-                      "data_selection")
-
-
-class SubmissionError(ValueError):
-    """A submission file that cannot be used (missing file or function)."""
+STOP_MAX_STEPS = "max_global_steps"
+# Write errors that end the whole run: full disk or quota, file too large, read-only folder.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 class TrialFailed(RuntimeError):
     """A trial that cannot go on (NaN loss, broken API); recorded, the next trial runs."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a trial is held to, read from the workload before any submission code runs."""
+    max_allowed_runtime_sec: float
+    budget_sec: float            # x benchmark_rules.SELF_TUNING_BUDGET_FACTOR under self-tuning
+    eval_period_time_sec: float
+    target_metric_name: str
+    validation_target_value: float
+    test_target_value: float
+
+    @classmethod
+    def of(cls, workload, self_tuning: bool) -> "Limits":
+        runtime = float(workload.max_allowed_runtime_sec)
+        return cls(max_allowed_runtime_sec=runtime,
+                   budget_sec=benchmark_rules.budget_sec(runtime, self_tuning),
+                   eval_period_time_sec=float(workload.eval_period_time_sec),
+                   target_metric_name=str(workload.target_metric_name),
+                   validation_target_value=float(workload.validation_target_value),
+                   test_target_value=float(workload.test_target_value))
+
+    def reached_validation(self, result: Dict[str, float]) -> bool:
+        return benchmark_rules.reached(result.get(f"validation/{self.target_metric_name}"),
+                                       self.validation_target_value,
+                                       self.target_metric_name)
+
+    def reached_test(self, result: Dict[str, float]) -> bool:
+        return benchmark_rules.reached(result.get(f"test/{self.target_metric_name}"),
+                                       self.test_target_value, self.target_metric_name)
+
+
 # --- the submission ------------------------------------------------------------------------
-def load_submission(path: str) -> ModuleType:
-    """Import a submission file by path and check it defines the API's functions."""
-    if not os.path.isfile(path):
-        raise SubmissionError(f"--submission_path: no such file: {path}")
-    module_name = "algoperf_submission_" + os.path.splitext(os.path.basename(path))[0]
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    missing = [f for f in REQUIRED_FUNCTIONS if not callable(getattr(module, f, None))]
-    if missing:
-        raise SubmissionError(f"{path}: submission does not define {', '.join(missing)}")
-    return module
-
-
 def global_batch_size_for(submission: ModuleType, workload) -> int:
     """``get_batch_size(name)``; a variant the submission does not know gets its base's size."""
-    try:
-        return int(submission.get_batch_size(workload.name))
-    except ValueError:
-        if not workload.is_variant:
-            raise
-        return int(submission.get_batch_size(workload.base_workload_name))
+    with eval_guard.submission_code():
+        try:
+            return int(submission.get_batch_size(workload.name))
+        except ValueError:
+            if not workload.is_variant:
+                raise
+            return int(submission.get_batch_size(workload.base_workload_name))
 
 
 def _accepts_train_state(update_params: Callable) -> bool:
@@ -97,6 +114,9 @@ class TrialResult:
     time_to_target: Optional[float] = None
     failed: bool = False
     reason: str = ""
+    stop_reason: str = ""        # what ended the loop (see _stop_reason)
+    # Paths inside the submission's state its checkpoints could not hold (with why).
+    checkpoint_left_out: List[str] = dataclasses.field(default_factory=list)
     eval_results: List[Tuple[int, Dict[str, float]]] = dataclasses.field(default_factory=list)
 
 
@@ -111,11 +131,14 @@ class TrialConfig:
     trial_label: str = "trial"
     # Called with (global_step, eval row) after each logged eval, off the clock (tracking).
     on_eval: Optional[Callable[[int, Dict[str, float]], None]] = None
+    # Fixed by the experiment before the submission was imported; else read at the start.
+    limits: Optional[Limits] = None
 
 
 def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
                trial_dir: Optional[str], config: TrialConfig) -> TrialResult:
     """Train one trial. ``trial_dir`` None: log nothing (tests, benchmarks)."""
+    limits = config.limits or Limits.of(workload, config.self_tuning)
     chief = backend.is_chief
     global_batch_size = global_batch_size_for(submission, workload)
     if global_batch_size % backend.world_size:
@@ -126,8 +149,9 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
     input_queue = _CountingQueue(workload._build_input_queue(
         data_rng, "train", data_dir=config.data_dir, global_batch_size=global_batch_size))
     model_params, model_state = workload.init_model_fn(model_init_rng)
-    optimizer_state = submission.init_optimizer_state(
-        workload, model_params, model_state, hyperparameters, opt_init_rng)
+    with eval_guard.submission_code():
+        optimizer_state = submission.init_optimizer_state(
+            workload, model_params, model_state, hyperparameters, opt_init_rng)
     prepare_for_eval = getattr(submission, "prepare_for_eval", None)
     pass_train_state = _accepts_train_state(submission.update_params)
 
@@ -143,10 +167,11 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
     global_step, preemption_count, prior_duration = 0, 0, 0.0
     eval_results: List[Tuple[int, Dict[str, float]]] = []
     checkpoint_path = os.path.join(trial_dir, CHECKPOINT_FILE) if trial_dir else None
+    reported_unsaved: Dict[str, str] = {}
 
     if config.resume and checkpoint_path and os.path.exists(checkpoint_path):
         model_params, model_state, optimizer_state, saved = backend.load_checkpoint(
-            checkpoint_path, model_params, optimizer_state)
+            checkpoint_path, model_params, model_state, optimizer_state)
         train_state.update(saved["train_state"])
         global_step, eval_results = saved["global_step"], saved["eval_results"]
         preemption_count, prior_duration = saved["preemption_count"] + 1, saved["total_duration"]
@@ -156,82 +181,94 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
         logging.info("%s: resumed at step %d (submission time %.1fs, preemption %d)",
                      config.trial_label, global_step, train_state["accumulated_submission_time"],
                      preemption_count)
+        if (saved.get("stop_reason") == STOP_MAX_STEPS and not _at_max_steps(global_step, config)
+                and train_state["is_time_remaining"]):
+            train_state["training_complete"] = False  # resumed with a larger --max_global_steps
         if train_state["training_complete"] or not train_state["is_time_remaining"] or (
                 train_state["validation_goal_reached"] and train_state["test_goal_reached"]):
-            return _result(trial_dir, workload, global_step, train_state, eval_results)
+            return _result(trial_dir, limits, global_step, train_state, eval_results)
 
-    budget = workload.max_allowed_runtime_sec * (
-        SELF_TUNING_BUDGET_FACTOR if config.self_tuning else 1.0)
     global_start_time = backend.clock()
     train_state["last_step_end_time"] = global_start_time
     if global_step > 0:
         train_state["last_eval_time"] = global_start_time
     goals_reached = False
 
-    def save(total_duration: float) -> None:
+    def save(total_duration: float, stop_reason: str = "") -> None:
         """Everything a resumed run needs to continue as if never stopped.
 
         Runs on rank 0 only, so it must not touch collectives (``backend.clock`` is one).
         """
         if checkpoint_path is None:
             return
-        backend.save_checkpoint(checkpoint_path, model_params, model_state, optimizer_state, {
-            "train_state": {**train_state, "last_step_end_time": None},
-            "global_step": global_step, "eval_results": eval_results,
-            "preemption_count": preemption_count,
-            "total_duration": total_duration,
-            "eval_rows": logger.eval_rows, "train_rows": logger.train_rows,
-            "batches_taken": input_queue.taken})
+        unsaved = backend.save_checkpoint(
+            checkpoint_path, model_params, model_state, optimizer_state, {
+                "train_state": {**train_state, "last_step_end_time": None},
+                "global_step": global_step, "eval_results": eval_results,
+                "preemption_count": preemption_count,
+                "total_duration": total_duration, "stop_reason": stop_reason,
+                "eval_rows": logger.eval_rows, "train_rows": logger.train_rows,
+                "batches_taken": input_queue.taken})
+        for path, why in unsaved or ():
+            if path not in reported_unsaved:
+                reported_unsaved[path] = why
+                logging.warning("%s: checkpoint leaves out %s: %s; a resumed trial gets what "
+                                "init_optimizer_state gives for it", config.trial_label, path,
+                                why)
 
     # ---- the loop ----
     while (train_state["is_time_remaining"] and not goals_reached
            and not train_state["training_complete"]):
         data_select_rng, update_rng, prep_eval_rng, eval_rng = random_utils.fold_in_and_split(
             rng, global_step, 4)
-        batch = submission.data_selection(workload, input_queue, optimizer_state, model_params,
-                                          model_state, hyperparameters, global_step,
-                                          data_select_rng)
-        try:
-            kwargs = {"train_state": MappingProxyType(train_state)} if pass_train_state else {}
-            returned = submission.update_params(
-                workload=workload, current_param_container=model_params,
-                current_params_types=workload.model_params_types, model_state=model_state,
-                hyperparameters=hyperparameters, batch=batch, loss_type=workload.loss_type,
-                optimizer_state=optimizer_state, eval_results=eval_results,
-                global_step=global_step, rng=update_rng, **kwargs)
-            optimizer_state, model_params, model_state = _unpack_update(returned, "update_params")
-        except spec.TrainingCompleteError:
-            train_state["training_complete"] = True
+        with eval_guard.submission_code():
+            batch = submission.data_selection(workload, input_queue, optimizer_state,
+                                              model_params, model_state, hyperparameters,
+                                              global_step, data_select_rng)
+            try:
+                kwargs = {"train_state": MappingProxyType(train_state)} if pass_train_state \
+                    else {}
+                returned = submission.update_params(
+                    workload=workload, current_param_container=model_params,
+                    current_params_types=workload.model_params_types, model_state=model_state,
+                    hyperparameters=hyperparameters, batch=batch, loss_type=workload.loss_type,
+                    optimizer_state=optimizer_state, eval_results=eval_results,
+                    global_step=global_step, rng=update_rng, **kwargs)
+                optimizer_state, model_params, model_state = _unpack_update(returned,
+                                                                            "update_params")
+            except spec.TrainingCompleteError:
+                train_state["training_complete"] = True
         global_step += 1
-        if config.max_global_steps is not None and global_step >= config.max_global_steps:
+        if _at_max_steps(global_step, config):
             train_state["training_complete"] = True
         train_step_end_time = backend.clock()
         train_state["accumulated_submission_time"] += (
             train_step_end_time - train_state["last_step_end_time"])
 
         if not ((train_step_end_time - train_state["last_eval_time"])
-                >= workload.eval_period_time_sec or train_state["training_complete"]):
+                >= limits.eval_period_time_sec or train_state["training_complete"]):
             train_state["last_step_end_time"] = train_step_end_time
             continue
 
         # ---- eval point ----
         if prepare_for_eval is not None:
             start = backend.clock()
-            optimizer_state, model_params, model_state = _unpack_update(prepare_for_eval(
-                workload, model_params, workload.model_params_types, model_state,
-                hyperparameters, workload.loss_type, optimizer_state, eval_results,
-                global_step, prep_eval_rng), "prepare_for_eval")
+            with eval_guard.submission_code():
+                optimizer_state, model_params, model_state = _unpack_update(prepare_for_eval(
+                    workload, model_params, workload.model_params_types, model_state,
+                    hyperparameters, workload.loss_type, optimizer_state, eval_results,
+                    global_step, prep_eval_rng), "prepare_for_eval")
             train_state["accumulated_submission_time"] += backend.clock() - start
-        train_state["is_time_remaining"] = train_state["accumulated_submission_time"] < budget
+        train_state["is_time_remaining"] = (train_state["accumulated_submission_time"]
+                                            < limits.budget_sec)
         if train_state["is_time_remaining"]:
             del batch
             eval_start = backend.clock()
             latest = workload.eval_model(workload.eval_batch_size, model_params, model_state,
                                          eval_rng, config.data_dir, config.imagenet_v2_data_dir,
                                          global_step)
-            train_state["validation_goal_reached"] |= workload.has_reached_validation_target(
-                latest)
-            train_state["test_goal_reached"] |= workload.has_reached_test_target(latest)
+            train_state["validation_goal_reached"] |= limits.reached_validation(latest)
+            train_state["test_goal_reached"] |= limits.reached_test(latest)
             goals_reached = (train_state["validation_goal_reached"]
                              and train_state["test_goal_reached"])
             eval_end = backend.clock()
@@ -251,7 +288,7 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
                                              is_eval=True)
                 if config.on_eval is not None:
                     config.on_eval(global_step, logger.eval_rows[-1])
-                _log_progress(config.trial_label, workload, global_step, latest, budget)
+                _log_progress(config.trial_label, limits, global_step, latest)
             _check_finite_loss(latest, global_step)
             if config.save_checkpoints and chief:
                 save(latest["total_duration"])
@@ -260,12 +297,29 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
         train_state["last_step_end_time"] = backend.clock()
 
     end_time = backend.clock()
+    stop_reason = _stop_reason(train_state, global_step, config)
     if chief:
         logger.flush()
         if config.save_checkpoints:
             train_state["training_complete"] = True  # A later --resume_last_run skips it.
-            save(prior_duration + end_time - global_start_time)
-    return _result(trial_dir, workload, global_step, train_state, eval_results)
+            save(prior_duration + end_time - global_start_time, stop_reason)
+    result = _result(trial_dir, limits, global_step, train_state, eval_results, stop_reason)
+    result.checkpoint_left_out = [f"{path}: {why}" for path, why in reported_unsaved.items()]
+    return result
+
+
+def _at_max_steps(global_step: int, config: TrialConfig) -> bool:
+    return config.max_global_steps is not None and global_step >= config.max_global_steps
+
+
+def _stop_reason(train_state: Dict[str, Any], global_step: int, config: TrialConfig) -> str:
+    if train_state["validation_goal_reached"] and train_state["test_goal_reached"]:
+        return "targets reached"
+    if not train_state["is_time_remaining"]:
+        return "budget spent"
+    if _at_max_steps(global_step, config):
+        return STOP_MAX_STEPS
+    return "training complete"  # the submission raised TrainingCompleteError
 
 
 def _unpack_update(returned: Any, fn_name: str):
@@ -292,42 +346,49 @@ def _check_finite_loss(eval_result: Dict[str, float], global_step: int) -> None:
             raise TrialFailed(f"{key} is {eval_result[key]} at step {global_step} (diverged)")
 
 
-def _log_progress(label: str, workload, step: int, result: Dict[str, float],
-                  budget: float) -> None:
-    metric = f"validation/{workload.target_metric_name}"
+def _log_progress(label: str, limits: Limits, step: int, result: Dict[str, float]) -> None:
+    metric = f"validation/{limits.target_metric_name}"
     logging.info("%s | step %d | submission time %.1fs | %s %.4f (target %.4f) | "
                  "budget left %.1fs", label, step, result["score"], metric,
-                 result.get(metric, float("nan")), workload.validation_target_value,
-                 max(budget - result["score"], 0.0))
+                 result.get(metric, float("nan")), limits.validation_target_value,
+                 max(limits.budget_sec - result["score"], 0.0))
 
 
-def _result(trial_dir, workload, global_step, train_state, eval_results) -> TrialResult:
-    time_to_target = None
-    for _, result in eval_results:
-        if workload.has_reached_validation_target(result):
-            time_to_target = result["score"]
-            break
+def _result(trial_dir, limits: Limits, global_step, train_state, eval_results,
+            stop_reason: str = "") -> TrialResult:
+    time_to_target = next((result["score"] for _, result in eval_results
+                           if limits.reached_validation(result)), None)
     return TrialResult(trial_dir=trial_dir, global_step=global_step,
                        accumulated_submission_time=train_state["accumulated_submission_time"],
                        reached_validation=train_state["validation_goal_reached"],
                        reached_test=train_state["test_goal_reached"],
-                       time_to_target=time_to_target, eval_results=eval_results)
+                       time_to_target=time_to_target, stop_reason=stop_reason,
+                       eval_results=eval_results)
 
 
 # --- a study: its tuning trials -------------------------------------------------------------
 def run_trial_safely(run: Callable[[], TrialResult], trial_dir: Optional[str],
-                     label: str) -> TrialResult:
-    """Run a trial; if it raises, record why (``failed.json`` + console) and return."""
+                     label: str, submission_folder: Optional[str] = None) -> TrialResult:
+    """Run a trial; if it raises, record why (``failed.json`` + console) and return.
+
+    The reason names the innermost line of the submission's own code (under
+    ``submission_folder``) that the error went through."""
     try:
         return run()
     except (KeyboardInterrupt, SystemExit, SubmissionError):
         raise
     except Exception as error:  # noqa: BLE001 - any trial failure is recorded, not fatal
-        reason = f"{type(error).__name__}: {error}"
+        reason = describe_failure(error, submission_folder)
         details = traceback.format_exc()
         logging.error("%s FAILED: %s", label, reason)
         if trial_dir is not None:
-            logger_utils.record_failure(trial_dir, reason, details)
+            try:
+                logger_utils.record_failure(trial_dir, reason, details)
+            except OSError as write_error:
+                logging.error("%s: could not record the failure in %s: %s", label, trial_dir,
+                              write_error)
+        if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
+            raise  # the logs cannot be written: no later trial could be either
         return TrialResult(trial_dir=trial_dir, failed=True, reason=reason)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from benchmarks import results_io
-from algoperf import random_utils, runner
+from algoperf import random_utils, runner, submission_loader
 from algoperf.search_space import hyperparameters_from_dict
 from workloads import registry
 
@@ -150,7 +150,7 @@ def seconds_per_step(workload, submission, hparams, batch, batch_size: int,
 def measure(case: str, batches: int, steps: int, repeats: int) -> dict:
     workload_name, data_dir = CASES[case]()
     workload = registry.get_workload(workload_name)
-    submission = runner.load_submission(SUBMISSION)
+    submission = submission_loader.load_submission(SUBMISSION)
     batch_size = runner.global_batch_size_for(submission, workload)
     hparams = hyperparameters_from_dict(HPARAMS)
     time_step = case not in STEP_NEEDS_GPU or torch.cuda.is_available()

@@ -29,7 +29,7 @@ from typing import Dict, Optional
 import torch
 
 from benchmarks import results_io
-from algoperf import random_utils, runner
+from algoperf import random_utils, runner, submission_loader
 from algoperf.search_space import hyperparameters_from_dict
 from algoperf.suite.plan import TINY_SEARCH_SPACE_FILE
 from workloads import registry
@@ -64,7 +64,7 @@ def seconds_per_step(workload_name: str, name: str, steps: int, repeats: int) ->
     workload = registry.get_workload(workload_name)
     data_dir = registry.resolve_data_dir(workload, None)
     registry.check_data(workload, data_dir)
-    submission = runner.load_submission(submission_path(name))
+    submission = submission_loader.load_submission(submission_path(name))
     hparams = hyperparameters_from_dict(point(workload_name, name))
     batch_size = runner.global_batch_size_for(submission, workload)
     batch = next(workload._build_input_queue(random_utils.PRNGKey(0), "train", data_dir,

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import results_io
-from algoperf import random_utils, runner
+from algoperf import random_utils, runner, submission_loader
 from algoperf.backends.pytorch import PyTorchBackend
 from algoperf.search_space import hyperparameters_from_dict
 from workloads import registry
@@ -100,7 +100,7 @@ def main() -> None:
     workload.eval_period_time_sec = float("inf")
     workload.max_allowed_runtime_sec = float("inf")
     workload.validation_target_value = workload.test_target_value = 2.0  # never stop early
-    submission = runner.load_submission(SUBMISSION)
+    submission = submission_loader.load_submission(SUBMISSION)
     hparams = hyperparameters_from_dict(HPARAMS)
     registry.check_data(workload, args.data_dir)
     bare_loop(workload, submission, hparams, args.data_dir, 200, 0)  # warm-up

@@ -38,8 +38,8 @@ def run_python(*args, nproc=1, timeout=600):
     return out
 
 
-def run_cli(*args, timeout=600, env=None):
+def run_cli(*args, timeout=600, env=None, cwd=REPO):
     """``algoperf <args>`` in a fresh process: what a user types, exit code and output."""
     full_env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV, **(env or {}))
     return subprocess.run([sys.executable, "-m", "algoperf.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, cwd=REPO)
+                          text=True, timeout=timeout, env=full_env, cwd=cwd)

@@ -3,10 +3,34 @@
 A definition is what scoring and the runner need to know without any model code. A
 framework implementation (``workloads/<name>/pytorch.py``) subclasses its definition.
 """
-from typing import Dict
+import functools
+import inspect
+import os
+from typing import Dict, List
 
-from algoperf import spec
+from algoperf import eval_guard, spec
 from algoperf.benchmark_rules import reached
+
+# Entry points to a split's data: a call from submission code for a held-out split is
+# recorded by algoperf.eval_guard (eval_model touches every split).
+_DATA_ENTRY_POINTS = ("load_arrays", "_build_input_queue", "_eval_model_on_split", "_read",
+                      "_split", "eval_model")
+
+
+def _guarded(method, name: str):
+    parameters = list(inspect.signature(method).parameters)
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if eval_guard.in_submission_code():
+            bound = dict(zip(parameters[1:], args), **kwargs)
+            split = bound.get("split")
+            if name == "eval_model" or split in eval_guard.HELD_OUT_SPLITS:
+                eval_guard.note(f"workload.{name}(split={split!r})" if split else
+                                f"workload.{name}()")
+        return method(self, *args, **kwargs)
+    wrapper.__eval_guarded__ = True
+    return wrapper
 
 
 class WorkloadDefinition(spec.Workload):
@@ -25,9 +49,22 @@ class WorkloadDefinition(spec.Workload):
     # Tiny-tier workloads generate their own data when --data_dir has none.
     generated_data: bool = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in _DATA_ENTRY_POINTS:  # own or inherited (a framework mixin's)
+            method = getattr(cls, name, None)
+            if inspect.isfunction(method) and not getattr(method, "__eval_guarded__", False):
+                setattr(cls, name, _guarded(method, name))
+
     @property
     def is_variant(self) -> bool:
         return self.name != self.base_workload_name
+
+    def held_out_folders(self, data_dir: str) -> List[str]:
+        """Folders of held-out data (``algoperf.eval_guard.protect``): the prepared layout's
+        ``<data_dir>/<dataset>/<validation|test>/``."""
+        return [os.path.join(data_dir, self.dataset, split)
+                for split in eval_guard.HELD_OUT_SPLITS]
 
     def has_reached_validation_target(self, eval_result: Dict[str, float]) -> bool:
         return reached(eval_result.get(f"validation/{self.target_metric_name}"),

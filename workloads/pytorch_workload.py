@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from algoperf import pytorch_utils, random_utils, spec
+from algoperf import eval_guard, pytorch_utils, random_utils, spec
 from workloads import pytorch_losses
 from workloads.datasets import iterators
 
@@ -52,7 +52,7 @@ class PyTorchWorkload:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._use_ddp, self._rank, self._device, _ = pytorch_utils.pytorch_setup()
-        self._eval_arrays: Dict[str, Dict[str, np.ndarray]] = {}
+        self._eval_arrays: Dict[str, Dict[str, np.ndarray]] = eval_guard.HeldOutCache()
 
     # --- hooks ---------------------------------------------------------------------------
     def build_model(self) -> nn.Module:

@@ -2,13 +2,13 @@
 import os
 import random
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from algoperf import pytorch_utils
+from algoperf import checkpoint_state, pytorch_utils
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -69,12 +69,20 @@ class PyTorchBackend:
 
     # --- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, path: str, params, model_state, optimizer_state,
-                        extra: Dict[str, Any]) -> None:
-        """Model, optimizer state, RNG states and the harness's ``extra`` in one atomic file."""
+                        extra: Dict[str, Any]) -> List[Tuple[str, str]]:
+        """Model, submission state, RNG states and the harness's ``extra`` in one atomic file.
+
+        Returns the values of the submission's state that could not be saved, as
+        ``(path inside the state, why)`` (``algoperf.checkpoint_state``)."""
+        model = _unwrap(params)
+        names = {id(p): name for name, p in model.named_parameters()}
+        opt, unsaved = checkpoint_state.encode(optimizer_state, names, _is_array)
+        mstate, unsaved_model = checkpoint_state.encode(model_state, names, _is_array,
+                                                        root="model_state")
         state = {
-            "params": _unwrap(params).state_dict(),
-            "model_state": model_state,
-            "optimizer_state": _state_dicts(optimizer_state),
+            "params": model.state_dict(),
+            "model_state": mstate,
+            "optimizer_state": opt,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
@@ -83,38 +91,25 @@ class PyTorchBackend:
         tmp = path + ".tmp"
         torch.save(state, tmp)
         os.replace(tmp, path)
+        return unsaved + unsaved_model
 
-    def load_checkpoint(self, path: str, params, optimizer_state
+    def load_checkpoint(self, path: str, params, model_state, optimizer_state
                         ) -> Tuple[Any, Any, Any, Dict[str, Any]]:
         state = torch.load(path, map_location=self.device, weights_only=False)
-        _unwrap(params).load_state_dict(state["params"])
-        optimizer_state = _load_state_dicts(optimizer_state, state["optimizer_state"])
+        model = _unwrap(params)
+        model.load_state_dict(state["params"])
+        named = dict(model.named_parameters())
+        optimizer_state = checkpoint_state.restore(optimizer_state, state["optimizer_state"],
+                                                   named)
+        model_state = checkpoint_state.restore(model_state, state["model_state"], named,
+                                               root="model_state")
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        return params, state["model_state"], optimizer_state, state["extra"]
+        return params, model_state, optimizer_state, state["extra"]
 
 
-def _state_dicts(obj):
-    """Replace every object with a ``state_dict`` (optimizers, schedulers) by its state dict."""
-    if hasattr(obj, "state_dict") and callable(obj.state_dict):
-        return {"__state_dict__": obj.state_dict()}
-    if isinstance(obj, dict):
-        return {k: _state_dicts(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_state_dicts(v) for v in obj)
-    return obj
-
-
-def _load_state_dicts(current, saved):
-    """Inverse of ``_state_dicts``: load into the live objects, keep their identity."""
-    if isinstance(saved, dict) and "__state_dict__" in saved:
-        current.load_state_dict(saved["__state_dict__"])
-        return current
-    if isinstance(saved, dict) and isinstance(current, dict):
-        return {k: _load_state_dicts(current.get(k), v) for k, v in saved.items()}
-    if isinstance(saved, (list, tuple)) and isinstance(current, (list, tuple)):
-        return type(saved)(_load_state_dicts(c, s) for c, s in zip(current, saved))
-    return saved
+def _is_array(value: Any) -> bool:
+    return torch.is_tensor(value) or isinstance(value, np.ndarray)

@@ -10,7 +10,7 @@ import sys
 
 from absl import flags, logging
 
-from algoperf import experiment, runner, search_space, tracking
+from algoperf import experiment, folder_lock, search_space, submission_loader, tracking
 from algoperf.backends import FRAMEWORKS
 
 flags.DEFINE_string("workload", None, "Workload name, e.g. mnist_tiny, imagenet_vit.")
@@ -64,13 +64,19 @@ def main(argv) -> None:
         flags=FLAGS.flag_values_dict())
     try:
         results = experiment.run_experiment(config)
-    except (experiment.ExperimentError, runner.SubmissionError, search_space.SearchSpaceError,
-            FileNotFoundError, NotImplementedError, ValueError) as error:
+    except folder_lock.FolderInUseError as error:
+        _fail(str(error), folder_lock.EXIT_IN_USE)
+    except (experiment.ExperimentError, submission_loader.SubmissionError,
+            search_space.SearchSpaceError, FileNotFoundError, NotImplementedError,
+            ValueError) as error:
         _fail(str(error))
+    except OSError as error:  # a full disk, a read-only folder: the harness cannot write logs
+        where = f" {error.filename}" if error.filename else ""
+        _fail(f"cannot write the logs{where}: {error.strerror or error}")
     if results and all(r.failed for r in results):
         _fail("every trial failed (reasons above and in each trial's failed.json)")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, status: int = 1) -> None:
     print(f"algoperf run: error: {message}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(status)

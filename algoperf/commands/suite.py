@@ -15,7 +15,7 @@ import sys
 
 from absl import flags, logging
 
-from algoperf import tracking
+from algoperf import folder_lock, tracking
 from algoperf.suite import driver, plan
 from algoperf.suite.task import TrialTask
 
@@ -73,6 +73,10 @@ def main(argv) -> None:
     print(f"suite: submissions {', '.join(names)} | workloads {', '.join(workloads)} | "
           f"{FLAGS.num_studies} studies x {FLAGS.num_trials} trials", flush=True)
     if executor is not None:
+        try:  # one driver per output folder; its trial processes die with it
+            folder_lock.acquire(FLAGS.output_dir)
+        except folder_lock.FolderInUseError as error:
+            _fail(str(error), folder_lock.EXIT_IN_USE)
         to_run, _ = driver.select(trials, FLAGS.retry_failed)
         if FLAGS.executor == "local" and FLAGS.num_workers > 1:
             print(f"suite: note: {FLAGS.num_workers} trials share {os.cpu_count()} cores; the "
@@ -88,7 +92,15 @@ def main(argv) -> None:
               flush=True)
         for outcome in summary.failed:
             print(f"suite: FAILED {outcome.spec.label}: {outcome.reason}", flush=True)
+        for outcome in summary.in_use:
+            print(f"suite: NOT RUN {outcome.spec.label}: {outcome.reason}", flush=True)
+        if all(plan.trial_state(t) == "failed" for t in trials):
+            _fail(f"every one of the {len(trials)} trials failed (reasons above and in each "
+                  "trial's failed.json)")
     _score(trials, workloads)
+    if executor is not None and summary.in_use:
+        _fail(f"{len(summary.in_use)} trials were not run: another process owns their folders",
+              folder_lock.EXIT_IN_USE)
 
 
 def _executor():
@@ -143,6 +155,6 @@ def _score(trials, workloads) -> None:
         print("suite: score report pushed to W&B (table + performance profile)", flush=True)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, status: int = 1) -> None:
     print(f"algoperf suite: error: {message}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(status)

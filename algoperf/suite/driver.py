@@ -31,6 +31,10 @@ class SuiteSummary:
     def failed(self) -> List[TrialOutcome]:
         return [o for o in self.outcomes if o.state == "failed"]
 
+    @property
+    def in_use(self) -> List[TrialOutcome]:
+        return [o for o in self.outcomes if o.state == "in_use"]
+
 
 def select(plan: List[TrialSpec], retry_failed: bool = False):
     """(trials to run, counts of the skipped ones by state). Partial trials are resumed."""
@@ -97,7 +101,8 @@ def run_plan(plan: List[TrialSpec], make_task: Callable[[TrialSpec], TrialTask],
                 pending.remove((handle, task))
                 outcome = executor.outcome(handle, task)
                 outcomes.append(outcome)
-                mark = "done" if outcome.state == "done" else f"FAILED ({outcome.reason})"
+                mark = {"done": "done", "in_use": f"skipped, in use ({outcome.reason})"}.get(
+                    outcome.state, f"FAILED ({outcome.reason})")
                 print(f"suite: {outcome.spec.label}: {mark} in "
                       f"{format_duration(outcome.seconds)}", file=out, flush=True)
             if finished or time.time() - last_print >= progress_every:

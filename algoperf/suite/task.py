@@ -10,6 +10,11 @@ that does not import, a killed process).
 
 Under Slurm, submitit calls ``checkpoint()`` when the job is preempted or hits its time limit:
 it returns the same task, which submitit requeues, and the requeued job resumes the trial.
+
+A trial process dies with the process that started it (Linux ``PR_SET_PDEATHSIG``): a suite
+driver killed with kill -9 leaves no orphan trials behind to race the next run's. A trial whose
+folder another live process owns (``algoperf run`` exits with ``EXIT_IN_USE``) is reported as
+in use, never recorded as failed: its owner is still working on it.
 """
 import dataclasses
 import json
@@ -21,6 +26,7 @@ import time
 from typing import Dict, List, Optional, Set, Tuple
 
 from algoperf import logger_utils
+from algoperf.folder_lock import EXIT_IN_USE
 from algoperf.suite.plan import DONE_FILE, OUTPUT_FILE, TrialSpec
 
 REPO_ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -32,7 +38,8 @@ _RUNNING_LOCK = threading.Lock()
 @dataclasses.dataclass(frozen=True)
 class TrialOutcome:
     spec: TrialSpec
-    state: str            # done | failed | interrupted (the suite was stopped: partial)
+    state: str            # done | failed | in_use (another process owns the folder) |
+                          # interrupted (the suite was stopped: partial)
     seconds: float
     returncode: int
     reason: str = ""
@@ -46,6 +53,9 @@ class TrialTask:
     num_threads: int = 1
     extra_flags: Tuple[str, ...] = ()   # e.g. the --wandb* flags, passed to `algoperf run`
     python: str = sys.executable
+    # The suite's working directory: a submission's imports by package path start there, as
+    # in AlgoPerf (algoperf.submission_loader).
+    cwd: str = dataclasses.field(default_factory=os.getcwd)
 
     def command(self) -> List[str]:
         """The ``algoperf run`` command line of this one trial."""
@@ -80,8 +90,7 @@ class TrialTask:
             log.flush()
             child = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
-                cwd=REPO_ROOT,
-                preexec_fn=_ignore_preemption_signal if "SLURM_JOB_ID" in os.environ else None)
+                cwd=self.cwd, preexec_fn=_in_trial_process)
             with _RUNNING_LOCK:
                 _RUNNING.add(child)
             try:
@@ -96,6 +105,9 @@ class TrialTask:
 
     def record(self, returncode: int, seconds: float) -> TrialOutcome:
         trial_dir = self.spec.trial_dir
+        if returncode == EXIT_IN_USE:
+            return TrialOutcome(self.spec, "in_use", seconds, returncode, _last_error_line(
+                os.path.join(trial_dir, OUTPUT_FILE), returncode))
         failed_path = os.path.join(trial_dir, logger_utils.FAILED_FILE)
         if returncode == 0 and not os.path.exists(failed_path):
             logger_utils.write_json(os.path.join(trial_dir, DONE_FILE),
@@ -118,12 +130,30 @@ class TrialTask:
         return submitit.helpers.DelayedSubmission(self)
 
 
-def _ignore_preemption_signal() -> None:
-    """In the trial's process under Slurm: preemption's SIGUSR2 is for submitit (this job's
-    Python process, which requeues the task); the trial keeps training until Slurm stops it and
-    then resumes from its last eval checkpoint."""
+def _in_trial_process() -> None:
+    """Runs in the trial's process before ``algoperf run`` starts.
+
+    - SIGTERM when the parent dies, however it dies (Linux); if it is already gone, now.
+    - Under Slurm, preemption's SIGUSR2 is for submitit (this job's Python process, which
+      requeues the task); the trial keeps training until Slurm stops it and then resumes from
+      its last eval checkpoint.
+    """
     import signal
-    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    _die_with_parent(signal.SIGTERM)
+    if "SLURM_JOB_ID" in os.environ:
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+def _die_with_parent(sig: int) -> None:
+    parent = os.getppid()
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, sig, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: orphans are possible, the trial-folder lock still guards the logs
+    if os.getppid() != parent:
+        os.kill(os.getpid(), sig)
 
 
 _STOPPING = threading.Event()

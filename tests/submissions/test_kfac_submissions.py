@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algoperf import random_utils, runner, spec
+from algoperf import random_utils, spec, submission_loader
 from algoperf.search_space import hyperparameters_from_dict, load_search_space
 from submissions import first_order, kfac_baseline
 from submissions.optimizers.kfac import KFAC
@@ -24,7 +24,7 @@ POINT = {"learning_rate": 0.05, "one_minus_beta1": 0.1, "beta2": 0.999, "weight_
 @pytest.mark.parametrize("flavour", ["expand", "reduce"])
 def test_submission_step_is_the_hand_written_kfac_loop(flavour, tiny_data_dir):
     workload = registry.get_workload("mnist_tiny")
-    submission = runner.load_submission(str(ROOT / f"kfac_{flavour}" / "submission.py"))
+    submission = submission_loader.load_submission(str(ROOT / f"kfac_{flavour}" / "submission.py"))
     hp = hyperparameters_from_dict(POINT)
     queue = workload._build_input_queue(random_utils.PRNGKey(0), "train", tiny_data_dir, 16)
     batches = [next(queue) for _ in range(4)]

@@ -14,6 +14,8 @@ Variants (same data and budgets; targets from DESIGN.md), switches of ``models.V
 ``imagenet_vit_glu`` (GLU MLP) 0.75738 / 0.6359, ``imagenet_vit_post_ln`` (post-LayerNorm)
 0.75312 / 0.6286, ``imagenet_vit_map`` (multi-head attention pooling head) 0.77113 / 0.6523.
 """
+import os
+
 from algoperf import spec
 from workloads.datasets import imagenet
 from workloads.definition import WorkloadDefinition
@@ -38,6 +40,11 @@ class ImagenetVitDefinition(WorkloadDefinition):
     max_allowed_runtime_sec = 69_768
     eval_period_time_sec = 7 * 60
     step_hint = 167_999
+
+    def held_out_folders(self, data_dir: str):
+        """Validation, and the ImageNet-v2 test split beside it."""
+        return super().held_out_folders(data_dir) + [
+            os.path.join(data_dir, imagenet.V2_NAME, "test")]
     # Input pipeline.
     center_crop_size = 224
     resize_size = 256

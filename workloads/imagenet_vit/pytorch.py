@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from algoperf import pytorch_utils, random_utils, spec
+from algoperf import eval_guard, pytorch_utils, random_utils, spec
 from workloads.datasets import image_transforms, imagenet
 from workloads.imagenet_vit import definition
 from workloads.imagenet_vit.models import ViT
@@ -52,8 +52,8 @@ class ImagenetVitWorkload(PyTorchWorkload, definition.ImagenetVitDefinition):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._eval_splits: Dict[str, imagenet.JpegSplit] = {}
-        self._eval_cache: Dict[tuple, list] = {}
+        self._eval_splits: Dict[str, imagenet.JpegSplit] = eval_guard.HeldOutCache()
+        self._eval_cache: Dict[tuple, list] = eval_guard.HeldOutCache()
         stats = lambda v: torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1)  # noqa: E731
         self._mean, self._std = stats(self.train_mean), stats(self.train_stddev)
 

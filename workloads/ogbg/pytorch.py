@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from algoperf import pytorch_utils, random_utils, spec
+from algoperf import eval_guard, pytorch_utils, random_utils, spec
 from workloads.datasets import iterators
 from workloads.datasets import ogbg_molpcba as data
 from workloads.ogbg import definition, metrics
@@ -41,7 +41,7 @@ class OgbgWorkload(PyTorchWorkload, definition.OgbgDefinition):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._splits: Dict[tuple, data.GraphSplit] = {}
+        self._splits: Dict[tuple, data.GraphSplit] = eval_guard.HeldOutCache()
 
     # --- model -----------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
