@@ -231,3 +231,25 @@ def test_variant_batch_size_falls_back_to_base_workload():
     base = types.SimpleNamespace(name="ogbg", base_workload_name="ogbg", is_variant=False)
     with pytest.raises(ValueError):
         runner.global_batch_size_for(types.SimpleNamespace(get_batch_size=get_batch_size), base)
+
+
+def test_a_submission_cannot_move_budget_targets_or_eval_period_it_is_held_to():
+    backend = FakeClockBackend()
+    workload = ScriptedWorkload(backend, budget=20.0, eval_period=5.0, target=2.0)
+    submission = make_submission(backend)
+    honest_init = submission.init_optimizer_state
+
+    def init_optimizer_state(workload, params, model_state, hparams, rng):
+        workload.max_allowed_runtime_sec = 1e9
+        workload.eval_period_time_sec = 0.0
+        workload.validation_target_value = workload.test_target_value = 0.0
+        return honest_init(workload, params, model_state, hparams, rng)
+    submission.init_optimizer_state = init_optimizer_state
+    result = run(workload, submission, backend)
+    honest_backend = FakeClockBackend()
+    honest = run(ScriptedWorkload(honest_backend, budget=20.0, eval_period=5.0, target=2.0),
+                 make_submission(honest_backend), honest_backend)
+    assert workload.max_allowed_runtime_sec == 1e9  # the patch happened
+    assert result.global_step == honest.global_step and result.accumulated_submission_time < 25
+    assert [s for s, _ in result.eval_results] == [s for s, _ in honest.eval_results]
+    assert not result.reached_validation

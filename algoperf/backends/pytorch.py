@@ -89,7 +89,14 @@ class PyTorchBackend:
             "extra": extra,
         }
         tmp = path + ".tmp"
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:
+            writer = _WriteErrorKeeper(f)
+            try:
+                torch.save(state, writer)
+            except RuntimeError:
+                if writer.error is not None:  # torch hides the OSError (a full disk) behind it
+                    raise writer.error from None
+                raise
         os.replace(tmp, path)
         return unsaved + unsaved_model
 
@@ -109,6 +116,23 @@ class PyTorchBackend:
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         return params, model_state, optimizer_state, state["extra"]
+
+
+class _WriteErrorKeeper:
+    """A file for ``torch.save`` that remembers the OSError of a failed write."""
+
+    def __init__(self, f):
+        self._f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self._f.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self):
+        return self._f.flush()
 
 
 def _is_array(value: Any) -> bool:
