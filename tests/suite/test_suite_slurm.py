@@ -59,6 +59,8 @@ def test_requeue_hook_resubmits_the_same_trial(tmp_path):
     assert delayed.function is task and "--resume_last_run" in task.command()
 
 
+@pytest.mark.skipif(shutil.which("srun") is None,
+                    reason="submitit's SlurmExecutor needs srun on PATH (.ci/run installs Slurm)")
 def test_slurm_flags_become_job_parameters(tmp_path):
     from algoperf.suite.executors import SlurmExecutor
     executor = SlurmExecutor(str(tmp_path), partition="gpu", account="lab", time_min=90,
