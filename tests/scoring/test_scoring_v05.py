@@ -145,3 +145,27 @@ def test_negative_denominator_of_workloads_present(v05_runs, published, monkeypa
         return original(r, int(present), *args, **kwargs)
     monkeypatch.setattr(profiles, "benchmark_scores", present_only)
     assert mismatches(v05_runs, published)
+
+
+def test_a_wer_cut_inside_its_last_row_does_not_move_a_published_score(v05_logs, targets_file,
+                                                                       published, tmp_path):
+    """A conformer trial of generalized_adam killed while writing its last eval: WER 0.0891
+    (target 0.085884: a miss) cut to "0.0" with no final newline. Read as a whole row it
+    would reach the target and lift the submission; it is a half-written row."""
+    import shutil
+    root = tmp_path / "external_tuning"
+    shutil.copytree(os.path.join(v05_logs, "external_tuning"), root)
+    trials = [root / "generalized_adam" / f"study_{j}" / "librispeech_conformer_jax" /
+              "trial_4" / "eval_measurements.csv" for j in (0, 1, 3)]
+
+    originals = [csv.read_text().splitlines() for csv in trials]
+    assert all(lines[-1].rsplit(",", 1)[1].startswith("0.08") for lines in originals)
+
+    def cut(end):
+        for csv, lines in zip(trials, originals):
+            csv.write_text("\n".join(lines[:-1] + [lines[-1].rsplit(",", 1)[0] + ",0.0"]) + end)
+        return scoring.score(str(root), targets_file).scores["score"]["generalized_adam"]
+
+    expected = published["external_tuning"]["generalized_adam"]
+    assert round(float(cut(end="")), 4) == expected == 0.6383
+    assert round(float(cut(end="\n")), 4) == 0.7462  # the same cut as a whole row: rank 3 -> 2
