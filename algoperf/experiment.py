@@ -174,7 +174,7 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
     _check(config)
     backend = get_backend(config.framework)
     backend.init()
-    workload = workload or registry.get_workload(config.workload, config.framework)
+    workload = workload or registry.get_workload(config.workload, config.framework, backend)
     # Fixed before the submission's module runs: it cannot move them by patching the workload.
     limits = runner.Limits.of(workload, config.tuning_ruleset == "self")
     submission = submission_loader.load_submission(config.submission_path)

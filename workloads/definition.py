@@ -1,7 +1,8 @@
-"""Framework-neutral workload definitions: targets, budgets, sizes, metric direction.
+"""Framework-neutral workload definitions: targets, budgets, sizes, model configuration.
 
-A definition is what scoring and the runner need to know without any model code. A
-framework implementation (``workloads/<name>/pytorch.py``) subclasses its definition.
+A definition is what scoring and the runner need to know without any model code. It names
+its family's data layer and framework models; ``workloads.registry`` composes the three into
+the workload class of a framework.
 """
 import functools
 import inspect
@@ -46,6 +47,10 @@ class WorkloadDefinition(spec.Workload):
     name: str = ""
     base_workload_name: str = ""
     dataset: str = ""
+    # "module:Class" of the family's data layer (workloads.data_layer.DataLayer) and, per
+    # framework, of its model mixin (workloads.pytorch_workload.PyTorchModel, ...).
+    data_layer: str = ""
+    models: Dict[str, str] = {}
     # Tiny-tier workloads generate their own data when --data_dir has none.
     generated_data: bool = False
 

@@ -21,6 +21,30 @@ def _masked(per_example: torch.Tensor, mask: Optional[torch.Tensor]) -> Dict[str
             "per_example": per_example}
 
 
+def masked_bce(labels: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
+               label_smoothing: float = 0.0) -> Dict[str, torch.Tensor]:
+    """AlgoPerf's loss_fn contract for multi-label BCE (ogbg; the formula is in
+    ``workloads.ogbg.metrics``). labels, logits, mask: [G, T].
+
+    ``mask`` None: every label that is not NaN counts. NaN labels are always masked (never
+    reach the gradient), whatever ``mask`` says.
+    """
+    if labels.shape != logits.shape or labels.dim() != 2:
+        raise ValueError(f"labels {tuple(labels.shape)} and logits {tuple(logits.shape)} must "
+                         f"both be [graphs, tasks]")
+    measured = ~torch.isnan(labels)
+    mask = measured.to(logits.dtype) if mask is None else mask.to(logits.dtype) * measured
+    if mask.shape != logits.shape:
+        raise ValueError(f"mask {tuple(mask.shape)} must match logits {tuple(logits.shape)}")
+    labels = torch.where(measured, labels, torch.zeros_like(labels)).to(logits.dtype)
+    num_tasks = labels.shape[-1]
+    target = (1.0 - label_smoothing) * labels + label_smoothing / num_tasks
+    losses = logits.clamp(min=0) - logits * target + torch.log1p(torch.exp(-logits.abs()))
+    per_example = losses * mask
+    return {"summed": per_example.sum(), "n_valid_examples": mask.sum(),
+            "per_example": per_example}
+
+
 def softmax_cross_entropy(labels: torch.Tensor, logits: torch.Tensor,
                           mask: Optional[torch.Tensor] = None,
                           label_smoothing: float = 0.0) -> Dict[str, torch.Tensor]:

@@ -1,25 +1,22 @@
-"""What every PyTorch workload shares: model init, ``model_fn``, input queues, the eval loop.
+"""The PyTorch side of a workload: its model, its loss, its parameter types, its device.
 
-A concrete workload adds its definition constants and four hooks:
-``build_model()``, ``load_arrays(data_dir, split)``, ``preprocess(arrays, train, rng)`` and,
-when its metric is not accuracy, ``eval_metric_sums`` / ``finalize_metrics``.
-
-Under DDP each process trains on its slice of the global batch and evaluates its slice of
-every eval batch; metric sums are all-reduced, so every example counts exactly once.
+A family's mixin (``workloads/<family>/pytorch.py``) adds ``build_model()`` and, where the
+model takes more than ``model(inputs)``, ``forward`` and ``to_model_inputs``. Everything else a
+workload does (batches, eval loop, metrics) is ``workloads.data_layer`` on numpy arrays; this
+mixin is the step from a numpy batch to tensors on the device (``_model_batch``) and back
+(``_eval_logits``). Process set-up comes from the backend the workload was made with
+(``algoperf.backends.pytorch.PyTorchBackend``): under DDP the model is wrapped in
+DistributedDataParallel, and each process gets its slice of every batch.
 """
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from algoperf import eval_guard, pytorch_utils, random_utils, spec
+from algoperf import pytorch_utils, random_utils, spec
 from workloads import pytorch_losses
-from workloads.datasets import iterators
-
-EVAL_SPLITS = ("eval_train", "validation", "test")
 
 
 def parameter_types(model: nn.Module) -> Dict[str, spec.ParameterType]:
@@ -46,26 +43,46 @@ def _parameter_type(module: nn.Module, param_name: str) -> spec.ParameterType:
     return P.BIAS if is_bias else P.WEIGHT
 
 
-class PyTorchWorkload:
-    """Mixin placed before a ``WorkloadDefinition`` subclass."""
+class PyTorchModel:
+    """Mixin placed first, before the family's ``DataLayer`` and the definition."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._use_ddp, self._rank, self._device, _ = pytorch_utils.pytorch_setup()
-        self._eval_arrays: Dict[str, Dict[str, np.ndarray]] = eval_guard.HeldOutCache()
+    framework = "pytorch"
+    output_param_names: tuple = ()
+
+    @property
+    def _device(self) -> torch.device:
+        return self._backend.device
 
     # --- hooks ---------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
-    def load_arrays(self, data_dir: str, split: str) -> Dict[str, np.ndarray]:
-        """Arrays of a split: 'train', 'eval_train', 'validation' or 'test'."""
-        raise NotImplementedError
+    def forward(self, model: nn.Module, inputs: Any, dropout_rate: float) -> torch.Tensor:
+        del dropout_rate  # Models with dropout override this.
+        return model(inputs)
 
-    def preprocess(self, arrays: Dict[str, np.ndarray], train: bool,
-                   rng: np.random.Generator) -> Dict[str, torch.Tensor]:
-        """Numpy batch -> {'inputs', 'targets'} tensors (augmentation only when ``train``)."""
-        raise NotImplementedError
+    def to_model_inputs(self, batch: Dict[str, np.ndarray]) -> Dict[str, Any]:
+        """Numpy batch -> CPU tensors (shared memory, no copies); images stay NHWC here."""
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+    def on_device(self, batch: Dict[str, Any], train: bool,
+                  rng: Optional[np.random.Generator]) -> Dict[str, Any]:
+        """Preprocessing that is cheap on the device (standardisation, mixup); none here."""
+        del train, rng
+        return batch
+
+    # --- the seam with DataLayer ------------------------------------------------------------
+    def _model_batch(self, batch: Dict[str, np.ndarray], train: bool,
+                     rng: Optional[np.random.Generator]) -> Dict[str, Any]:
+        non_blocking = self._device.type == "cuda"
+        tensors = {k: v.to(self._device, non_blocking=non_blocking)
+                   for k, v in self.to_model_inputs(batch).items()}
+        return self.on_device(tensors, train, rng)
+
+    def _eval_logits(self, params: nn.Module, model_state, batch: Dict[str, Any]) -> np.ndarray:
+        logits, _ = self.model_fn(params, batch, model_state, spec.ForwardPassMode.EVAL, None,
+                                  update_batch_norm=False)
+        return logits.detach().float().cpu().numpy()
 
     # --- model -----------------------------------------------------------------------------
     def init_model_fn(self, rng: spec.RandomState) -> spec.ModelInitState:
@@ -74,14 +91,13 @@ class PyTorchWorkload:
         self._param_shapes = {k: spec.ShapeTuple(p.shape) for k, p in model.named_parameters()}
         self._param_types = parameter_types(model)
         model.to(self._device)
-        if self._use_ddp:
-            model = DDP(model, device_ids=[self._rank] if self._device.type == "cuda" else None)
+        if self._backend.use_ddp:
+            model = DDP(model, device_ids=[self._backend.rank]
+                        if self._device.type == "cuda" else None)
         return model, None
 
     def is_output_params(self, param_key: spec.ParameterKey) -> bool:
         return param_key.removeprefix("module.") in self.output_param_names
-
-    output_param_names: tuple = ()
 
     def model_fn(self, params: nn.Module, augmented_and_preprocessed_input_batch: Dict[str, Any],
                  model_state: spec.ModelAuxiliaryState, mode: spec.ForwardPassMode,
@@ -110,130 +126,12 @@ class PyTorchWorkload:
             self._bn_cache = cached
         return cached[1]
 
-    def forward(self, model: nn.Module, inputs: Any, dropout_rate: float) -> torch.Tensor:
-        del dropout_rate  # Models with dropout override this.
-        return model(inputs)
-
     # --- loss ------------------------------------------------------------------------------
     def loss_fn(self, label_batch, logits_batch, mask_batch=None, label_smoothing: float = 0.0):
         return pytorch_losses.softmax_cross_entropy(label_batch, logits_batch, mask_batch,
                                                     label_smoothing)
 
-    # --- data ------------------------------------------------------------------------------
-    def _build_input_queue(self, data_rng: spec.RandomState, split: str, data_dir: str,
-                           global_batch_size: int, cache: Optional[bool] = None,
-                           repeat_final_dataset: Optional[bool] = None,
-                           num_batches: Optional[int] = None) -> Iterator[Dict[str, Any]]:
-        """Infinite, reshuffled train batches: this process's slice, on its device."""
-        del cache, repeat_final_dataset
-        return _TrainQueue(self, self.load_arrays(data_dir, split), global_batch_size,
-                           random_utils.to_int(data_rng), num_batches)
 
-    def _to_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        non_blocking = self._device.type == "cuda"
-        return {k: v.to(self._device, non_blocking=non_blocking) for k, v in batch.items()}
-
-    # --- evaluation --------------------------------------------------------------------------
-    def eval_metric_sums(self, logits: torch.Tensor, targets: torch.Tensor,
-                         weights: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Per-batch sums that add up over batches and processes (default: accuracy, loss)."""
-        loss = self.loss_fn(targets, logits, weights)["summed"]
-        correct = ((logits.argmax(dim=-1) == targets).float() * weights).sum()
-        return {"loss": loss, "accuracy": correct}
-
-    def finalize_metrics(self, sums: Dict[str, float], num_examples: float) -> Dict[str, float]:
-        return {k: v / num_examples for k, v in sums.items()}
-
-    def _eval_model_on_split(self, split: str, num_examples: int, global_batch_size: int,
-                             params: nn.Module, model_state, rng, data_dir: str,
-                             global_step: int = 0) -> Dict[str, float]:
-        del rng, global_step
-        if split not in self._eval_arrays:
-            self._eval_arrays[split] = self.load_arrays(data_dir, split)
-        arrays = self._eval_arrays[split]
-        world = pytorch_utils.world_size()
-        sums: Dict[str, torch.Tensor] = {}
-        seen = torch.zeros((), device=self._device)
-        for batch in iterators.eval_iterator(arrays, global_batch_size):
-            batch = iterators.shard_batch(batch, self._rank, world)
-            weights = torch.as_tensor(batch.pop("weights"), dtype=torch.float32)
-            inputs = self._to_device(self.preprocess(batch, train=False, rng=None))
-            weights = weights.to(self._device)
-            logits, _ = self.model_fn(params, inputs, model_state, spec.ForwardPassMode.EVAL,
-                                      None, update_batch_norm=False)
-            for name, value in self.eval_metric_sums(logits, inputs["targets"], weights).items():
-                sums[name] = sums.get(name, 0.0) + value.detach().double()
-            seen += weights.sum()
-        if self._use_ddp:
-            for value in list(sums.values()) + [seen]:
-                dist.all_reduce(value)
-        if int(seen.item()) != num_examples:
-            raise RuntimeError(f"{self.name} {split}: evaluated {int(seen.item())} examples, "
-                               f"expected {num_examples}")
-        return self.finalize_metrics({k: float(v) for k, v in sums.items()}, num_examples)
-
-    def eval_model(self, global_batch_size: int, params, model_state, rng, data_dir: str,
-                   imagenet_v2_data_dir: Optional[str], global_step: int) -> Dict[str, float]:
-        results: Dict[str, float] = {}
-        for split, prefix, count in (("eval_train", "train", self.num_eval_train_examples),
-                                     ("validation", "validation", self.num_validation_examples),
-                                     ("test", "test", self.num_test_examples)):
-            split_dir = imagenet_v2_data_dir if (split == "test" and imagenet_v2_data_dir) \
-                else data_dir
-            metrics = self._eval_model_on_split(split, count, global_batch_size, params,
-                                                model_state, rng, split_dir, global_step)
-            results.update({f"{prefix}/{k}": v for k, v in metrics.items()})
-            if prefix != "train":
-                results[f"{prefix}/num_examples"] = count
-        return results
-
-
-class TrainQueue:
-    """An input queue that stops after ``num_batches`` (None: never) and can ``skip(n)``
-    batches, so a resumed run sees exactly the batches the killed run would have seen next.
-    Subclasses give ``skip`` and ``_next_batch``."""
-
-    def __init__(self, num_batches: Optional[int]):
-        self._remaining = num_batches
-
-    def skip(self, count: int) -> None:
-        raise NotImplementedError
-
-    def _next_batch(self) -> Dict[str, Any]:
-        raise NotImplementedError
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> Dict[str, Any]:
-        if self._remaining is not None:
-            if self._remaining <= 0:
-                raise StopIteration
-            self._remaining -= 1
-        return self._next_batch()
-
-
-class _TrainQueue(TrainQueue):
-    """Reshuffled batches of in-memory arrays; ``skip`` starts the shuffle further on without
-    producing the skipped batches."""
-
-    def __init__(self, workload: PyTorchWorkload, arrays, global_batch_size: int, seed: int,
-                 num_batches: Optional[int]):
-        super().__init__(num_batches)
-        self._workload, self._arrays = workload, arrays
-        self._global_batch_size, self._seed = global_batch_size, seed
-        self._world = pytorch_utils.world_size()
-        self.skip(0)
-
-    def skip(self, count: int) -> None:
-        self._start = getattr(self, "_start", 0) + count
-        self._batches = iterators.batch_iterator(self._arrays, self._global_batch_size,
-                                                 self._seed, start_batch=self._start)
-        # Augmentation randomness is a function of (seed, batch index), so skipping keeps it.
-        self._index = self._start
-
-    def _next_batch(self) -> Dict[str, torch.Tensor]:
-        batch = iterators.shard_batch(next(self._batches), self._workload._rank, self._world)
-        rng = np.random.default_rng((self._seed, self._index))
-        self._index += 1
-        return self._workload._to_device(self._workload.preprocess(batch, train=True, rng=rng))
+def channels_first(images: torch.Tensor) -> torch.Tensor:
+    """NHWC (the data layer's layout, AlgoPerf's JAX layout) -> NCHW for torch convolutions."""
+    return images.permute(0, 3, 1, 2).contiguous()

@@ -1,47 +1,39 @@
-"""Workloads by name. Definitions (targets, budgets) import without any framework.
+"""Workloads by name: a definition class each; the registry builds the framework's class.
 
-    WORKLOADS[name] = (definition "module:Class", {framework: implementation "module:Class"})
+    WORKLOADS[name] = "module:DefinitionClass"    (targets, budgets, sizes, model config)
 
-Scoring reads ``targets_table()``; the runner calls ``get_workload(name, framework)``.
+A definition names its family's data layer (``data_layer``, numpy: batches, evals, metrics)
+and its framework models (``models[framework]``: the model, its loss and device step), and the
+class of a workload in a framework is built here, once per (name, framework), as
+
+    class <Name>Workload(<family model mixin>, <family data layer>, <definition>)
+
+so a variant (``cifar_wrn_silu``) is a definition only: its constants change the model and
+data, without a subclass per variant and framework. Scoring reads ``targets_table()``, which
+imports definitions only; the runner calls ``get_workload(name, framework, backend)``.
 """
+import functools
 import importlib
 import os
 from typing import Dict, List, Optional
 
-WORKLOADS: Dict[str, tuple] = {
-    "mnist": ("workloads.mnist.definition:MnistDefinition",
-              {"pytorch": "workloads.mnist.pytorch:MnistWorkload"}),
-    "mnist_tiny": ("workloads.mnist.definition:MnistTinyDefinition",
-                   {"pytorch": "workloads.mnist.pytorch:MnistTinyWorkload"}),
-    "cifar_wrn": ("workloads.cifar_wrn.definition:CifarWrnDefinition",
-                  {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnWorkload"}),
-    "cifar_wrn_silu": ("workloads.cifar_wrn.definition:CifarWrnSiluDefinition",
-                       {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnSiluWorkload"}),
-    "cifar_wrn_groupnorm": ("workloads.cifar_wrn.definition:CifarWrnGroupNormDefinition",
-                            {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnGroupNormWorkload"}),
-    "cifar_wrn_tiny": ("workloads.cifar_wrn.definition:CifarWrnTinyDefinition",
-                       {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnTinyWorkload"}),
-    "ogbg": ("workloads.ogbg.definition:OgbgDefinition",
-             {"pytorch": "workloads.ogbg.pytorch:OgbgWorkload"}),
-    "ogbg_gelu": ("workloads.ogbg.definition:OgbgGeluDefinition",
-                  {"pytorch": "workloads.ogbg.pytorch:OgbgGeluWorkload"}),
-    "ogbg_silu": ("workloads.ogbg.definition:OgbgSiluDefinition",
-                  {"pytorch": "workloads.ogbg.pytorch:OgbgSiluWorkload"}),
-    "ogbg_model_size": ("workloads.ogbg.definition:OgbgModelSizeDefinition",
-                        {"pytorch": "workloads.ogbg.pytorch:OgbgModelSizeWorkload"}),
-    "ogbg_tiny": ("workloads.ogbg.definition:OgbgTinyDefinition",
-                  {"pytorch": "workloads.ogbg.pytorch:OgbgTinyWorkload"}),
-    "imagenet_vit": ("workloads.imagenet_vit.definition:ImagenetVitDefinition",
-                     {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitWorkload"}),
-    "imagenet_vit_glu": ("workloads.imagenet_vit.definition:ImagenetVitGluDefinition",
-                         {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitGluWorkload"}),
-    "imagenet_vit_post_ln": (
-        "workloads.imagenet_vit.definition:ImagenetVitPostLnDefinition",
-        {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitPostLnWorkload"}),
-    "imagenet_vit_map": ("workloads.imagenet_vit.definition:ImagenetVitMapDefinition",
-                         {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitMapWorkload"}),
-    "imagenet_vit_tiny": ("workloads.imagenet_vit.definition:ImagenetVitTinyDefinition",
-                          {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitTinyWorkload"}),
+WORKLOADS: Dict[str, str] = {
+    "mnist": "workloads.mnist.definition:MnistDefinition",
+    "mnist_tiny": "workloads.mnist.definition:MnistTinyDefinition",
+    "cifar_wrn": "workloads.cifar_wrn.definition:CifarWrnDefinition",
+    "cifar_wrn_silu": "workloads.cifar_wrn.definition:CifarWrnSiluDefinition",
+    "cifar_wrn_groupnorm": "workloads.cifar_wrn.definition:CifarWrnGroupNormDefinition",
+    "cifar_wrn_tiny": "workloads.cifar_wrn.definition:CifarWrnTinyDefinition",
+    "ogbg": "workloads.ogbg.definition:OgbgDefinition",
+    "ogbg_gelu": "workloads.ogbg.definition:OgbgGeluDefinition",
+    "ogbg_silu": "workloads.ogbg.definition:OgbgSiluDefinition",
+    "ogbg_model_size": "workloads.ogbg.definition:OgbgModelSizeDefinition",
+    "ogbg_tiny": "workloads.ogbg.definition:OgbgTinyDefinition",
+    "imagenet_vit": "workloads.imagenet_vit.definition:ImagenetVitDefinition",
+    "imagenet_vit_glu": "workloads.imagenet_vit.definition:ImagenetVitGluDefinition",
+    "imagenet_vit_post_ln": "workloads.imagenet_vit.definition:ImagenetVitPostLnDefinition",
+    "imagenet_vit_map": "workloads.imagenet_vit.definition:ImagenetVitMapDefinition",
+    "imagenet_vit_tiny": "workloads.imagenet_vit.definition:ImagenetVitTinyDefinition",
 }
 
 # Where generated (tiny-tier) data goes when --data_dir is not given.
@@ -61,23 +53,38 @@ def _import(path: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def _entry(name: str) -> tuple:
+def get_definition(name: str):
     if name not in WORKLOADS:
         raise UnknownWorkloadError(f"--workload={name!r} is not a known workload; known: "
                                    f"{', '.join(names())}")
-    return WORKLOADS[name]
+    return _import(WORKLOADS[name])
 
 
-def get_definition(name: str):
-    return _import(_entry(name)[0])
+def frameworks(name: str) -> List[str]:
+    """The frameworks ``name`` is implemented in."""
+    return sorted(get_definition(name).models)
 
 
-def get_workload(name: str, framework: str = "pytorch"):
-    implementations = _entry(name)[1]
-    if framework not in implementations:
+@functools.lru_cache(maxsize=None)
+def workload_class(name: str, framework: str = "pytorch") -> type:
+    """``<Name>Workload``: the family's model mixin + data layer + the definition."""
+    definition = get_definition(name)
+    if framework not in definition.models:
         raise UnknownWorkloadError(f"--workload={name!r} has no {framework} implementation; "
-                                   f"available: {', '.join(sorted(implementations))}")
-    return _import(implementations[framework])()
+                                   f"available: {', '.join(frameworks(name))}")
+    model, data = _import(definition.models[framework]), _import(definition.data_layer)
+    class_name = "".join(part.capitalize() for part in name.split("_")) + "Workload"
+    return type(class_name, (model, data, definition), {"__module__": model.__module__})
+
+
+def get_workload(name: str, framework: str = "pytorch", backend=None):
+    """A workload object; ``backend`` is the run's framework backend (default: a fresh one
+    for this process, e.g. in tests and benchmarks)."""
+    cls = workload_class(name, framework)
+    if backend is None:
+        from algoperf.backends import get_backend
+        backend = get_backend(framework)
+    return cls(backend=backend)
 
 
 def resolve_data_dir(workload, data_dir: Optional[str]) -> str:

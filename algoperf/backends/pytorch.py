@@ -51,13 +51,28 @@ class PyTorchBackend:
         if self.use_ddp:
             dist.barrier()
 
-    def broadcast_flag(self, flag: bool) -> bool:
-        """Rank 0's decision for everyone (so all ranks stop at the same step)."""
+    # --- collectives over processes, on numpy arrays (workloads' eval loops) ---------------
+    def all_sum(self, values: np.ndarray) -> np.ndarray:
+        """Elementwise sum over processes, in float64."""
+        values = np.asarray(values, dtype=np.float64)
         if not self.use_ddp:
-            return flag
-        t = torch.tensor([1 if flag else 0], device=self.device)
-        dist.broadcast(t, src=0)
-        return bool(t.item())
+            return values
+        tensor = torch.as_tensor(values, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.cpu().numpy()
+
+    def all_gather(self, value: np.ndarray) -> List[np.ndarray]:
+        """Every process's ``value`` (same shape and dtype everywhere), in rank order."""
+        if not self.use_ddp:
+            return [value]
+        tensor = torch.as_tensor(np.ascontiguousarray(value), device=self.device)
+        out = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(out, tensor)
+        return [o.cpu().numpy() for o in out]
+
+    @property
+    def has_accelerator(self) -> bool:
+        return self._cuda
 
     def info(self) -> Dict[str, Any]:
         info = {"framework": "pytorch", "torch_version": torch.__version__,

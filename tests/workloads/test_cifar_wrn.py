@@ -10,7 +10,6 @@ from algoperf import random_utils, spec
 from tests.conftest import run_cli
 from workloads import data_cli, registry
 from workloads.cifar_wrn.models import WideResNet
-from workloads.cifar_wrn.pytorch import CifarWrnWorkload
 from workloads.datasets import cifar10
 from workloads.datasets.prepared import DatasetError, write_prepared
 
@@ -129,11 +128,9 @@ def test_augmentation_is_deterministic_per_seed_and_eval_is_untouched():
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     evaluated = cifar10.preprocess_batch(images, False, None)
-    assert evaluated.shape == (16, 3, 32, 32) and evaluated.dtype == np.float32
-    mean = np.asarray(cifar10.CIFAR10_MEAN)[:, None, None]
-    std = np.asarray(cifar10.CIFAR10_STD)[:, None, None]
-    np.testing.assert_allclose(evaluated, (images.transpose(0, 3, 1, 2) / 255 - mean) / std,
-                               rtol=1e-5, atol=1e-5)
+    assert evaluated.shape == (16, 32, 32, 3) and evaluated.dtype == np.float32  # NHWC
+    mean, std = np.asarray(cifar10.CIFAR10_MEAN), np.asarray(cifar10.CIFAR10_STD)
+    np.testing.assert_allclose(evaluated, (images / 255 - mean) / std, rtol=1e-5, atol=1e-5)
 
 
 def test_generated_tiny_data_is_deterministic_balanced_and_cifar_shaped():
@@ -160,15 +157,13 @@ def test_tiny_data_is_generated_once_and_read_back(tmp_path):
 
 
 # --- workloads --------------------------------------------------------------------------------
-class SmallCifarWrn(CifarWrnWorkload):
+class SmallCifarWrn(registry.workload_class("cifar_wrn", "pytorch")):
     """The full-size WRN-16-4 workload on small prepared-format files."""
     num_train_examples = SMALL_SIZES["train"]
     num_eval_train_examples = 10
     num_validation_examples = SMALL_SIZES["validation"]
     num_test_examples = SMALL_SIZES["test"]
-
-    def _read(self, data_dir, split):
-        return cifar10.load_cifar10(data_dir, split, check_sizes=False)
+    check_sizes = False
 
 
 def test_full_size_model_trains_one_step_and_evaluates_every_example_once(prepared):
@@ -197,7 +192,8 @@ def test_full_size_model_trains_one_step_and_evaluates_every_example_once(prepar
     model.eval()
     for prefix, split, n in (("train", "train", 10), ("validation", "validation", 7),
                              ("test", "test", 9)):
-        inputs = torch.from_numpy(cifar10.normalize_images(splits[split]["images"][:n]))
+        images = cifar10.normalize_images(splits[split]["images"][:n])
+        inputs = torch.from_numpy(images).permute(0, 3, 1, 2)
         with torch.no_grad():
             predictions = model(inputs).argmax(-1).numpy()
         expected = (predictions == splits[split]["labels"][:n]).mean()

@@ -11,7 +11,7 @@ from workloads import data_cli, registry
 from workloads.datasets import image_transforms as T
 from workloads.datasets import imagenet
 from workloads.datasets.prepared import DatasetError
-from workloads.imagenet_vit import pytorch as vit_pytorch
+from workloads.imagenet_vit import data as vit_data
 
 SYNSETS = ["n01440764", "n01443537", "n02102040"]
 
@@ -263,12 +263,14 @@ def test_variant_definitions():
 
 def test_loader_workers_env(monkeypatch):
     monkeypatch.setenv("ALGOPERF_LOADER_WORKERS", "3")
-    assert vit_pytorch.loader_workers(torch.device("cpu")) == 3
+    assert vit_data.loader_workers(on_accelerator=False) == 3
     monkeypatch.setenv("ALGOPERF_LOADER_WORKERS", "many")
     with pytest.raises(ValueError, match="ALGOPERF_LOADER_WORKERS"):
-        vit_pytorch.loader_workers(torch.device("cpu"))
+        vit_data.loader_workers(on_accelerator=False)
     monkeypatch.delenv("ALGOPERF_LOADER_WORKERS")
-    assert vit_pytorch.loader_workers(torch.device("cpu")) == 0
+    assert vit_data.loader_workers(on_accelerator=False) == 0
+    assert vit_data.loader_workers(on_accelerator=False, cpu_default=1) == 1
+    assert vit_data.loader_workers(on_accelerator=True) >= 1
 
 
 # --- tiny data ------------------------------------------------------------------------------------

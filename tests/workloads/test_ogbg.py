@@ -8,12 +8,12 @@ import torch
 from sklearn.metrics import average_precision_score
 
 from algoperf import random_utils, spec
-from workloads import data_cli, registry
+from workloads import data_cli, pytorch_losses, registry
 from workloads.datasets import ogbg_molpcba as data
 from workloads.datasets.prepared import DatasetError, read_meta
 from workloads.ogbg import metrics
 from workloads.ogbg.models import GNN, GraphBatch, num_parameters
-from workloads.ogbg.pytorch import OgbgWorkload, to_batch
+from workloads.ogbg.pytorch import to_batch
 
 SMALL = {"train": 40, "validation": 11, "test": 9}
 
@@ -85,7 +85,7 @@ def test_model_layers_are_plain_linears_and_activation_is_configurable():
 def test_masked_bce_hand_computed_nan_masked_and_smoothing():
     logits = torch.tensor([[2.0, -1.0, 0.5]], requires_grad=True)
     labels = torch.tensor([[1.0, 0.0, float("nan")]])
-    out = metrics.masked_bce(labels, logits)
+    out = pytorch_losses.masked_bce(labels, logits)
     want = np.log1p(np.exp(-2.0)) + np.log1p(np.exp(-1.0))  # -log s(2) - log(1 - s(-1))
     assert out["summed"].item() == pytest.approx(want, rel=1e-6)
     assert out["n_valid_examples"].item() == 2
@@ -94,10 +94,10 @@ def test_masked_bce_hand_computed_nan_masked_and_smoothing():
     assert torch.isfinite(logits.grad).all() and logits.grad[0, 2] == 0
     # Explicit mask: the padding row counts nowhere.
     mask = torch.tensor([[1.0, 0.0, 1.0]])
-    assert metrics.masked_bce(labels, logits, mask)["n_valid_examples"].item() == 1
+    assert pytorch_losses.masked_bce(labels, logits, mask)["n_valid_examples"].item() == 1
     # Smoothing: targets (1 - s) y + s / T with T = 3 tasks here.
     s = 0.3
-    smooth = metrics.masked_bce(labels, logits, label_smoothing=s)["summed"].item()
+    smooth = pytorch_losses.masked_bce(labels, logits, label_smoothing=s)["summed"].item()
     t1, t0 = 1 - s + s / 3, s / 3
     ref = (-(t1 * np.log(1 / (1 + np.exp(-2))) + (1 - t1) * np.log(1 / (1 + np.exp(2))))
            - (t0 * np.log(1 / (1 + np.exp(1))) + (1 - t0) * np.log(1 / (1 + np.exp(-1)))))
@@ -253,15 +253,13 @@ def test_data_cli_has_the_ogbg_rows():
 
 
 # --- workload -------------------------------------------------------------------------------
-class SmallOgbg(OgbgWorkload):
+class SmallOgbg(registry.workload_class("ogbg", "pytorch")):
     """Full-size ogbg (AlgoPerf's GNN) on the small prepared files of the tests."""
     num_eval_train_examples = 13
     num_validation_examples = SMALL["validation"]
     num_test_examples = SMALL["test"]
     eval_batch_size = 8  # validation: 8 + a partial batch of 3 padded graphs
-
-    def _read(self, data_dir, split):
-        return data.load_molpcba(data_dir, split, check_sizes=False)
+    check_sizes = False
 
 
 def test_full_size_train_step_and_eval(prepared):
@@ -325,7 +323,7 @@ def test_padding_graphs_change_neither_loss_nor_metric(prepared):
         batch = to_batch(data.pack_graphs(split, ids, cap))
         with torch.no_grad():
             logits = model(batch["inputs"])
-        loss = metrics.masked_bce(batch["targets"], logits, batch["weights"])
+        loss = pytorch_losses.masked_bce(batch["targets"], logits, batch["weights"])
         real = batch["inputs"].graph_mask > 0
         labels = torch.where(batch["weights"] > 0, batch["targets"], torch.nan)[real]
         results.append((logits[real], loss["summed"].item(), loss["n_valid_examples"].item(),
@@ -337,7 +335,7 @@ def test_padding_graphs_change_neither_loss_nor_metric(prepared):
     batch = to_batch(data.pack_graphs(split, ids, loose))
     with torch.no_grad():
         logits = model(batch["inputs"])
-    leaky = metrics.masked_bce(batch["targets"], logits, torch.ones_like(batch["weights"]))
+    leaky = pytorch_losses.masked_bce(batch["targets"], logits, torch.ones_like(batch["weights"]))
     assert leaky["n_valid_examples"].item() != na
 
 

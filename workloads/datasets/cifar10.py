@@ -15,7 +15,8 @@ Input pipeline (``preprocess_batch``), no torchvision:
   of the 40x40 result, flip it horizontally with probability 1/2 (``random_crop_flip``);
   all draws come from the numpy Generator the workload passes, so they repeat per seed.
 * every split: per-channel standardisation with the CIFAR-10 train statistics
-  ``(x / 255 - CIFAR10_MEAN) / CIFAR10_STD``, then HWC -> CHW for the convs.
+  ``(x / 255 - CIFAR10_MEAN) / CIFAR10_STD``; images stay NHWC (a framework that wants
+  channels first transposes on its side).
 
 cifar10_tiny
 ------------
@@ -111,14 +112,13 @@ _INV_STD_255 = 1.0 / (np.asarray(CIFAR10_STD, dtype=np.float32) * 255)
 
 
 def normalize_images(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, H, W, 3] -> float32 [N, 3, H, W], ``(x / 255 - mean) / std`` per channel."""
-    x = (np.asarray(images, dtype=np.float32) - _MEAN_255) * _INV_STD_255
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    """uint8 [N, H, W, 3] -> float32 [N, H, W, 3], ``(x / 255 - mean) / std`` per channel."""
+    return (np.asarray(images, dtype=np.float32) - _MEAN_255) * _INV_STD_255
 
 
 def preprocess_batch(images: np.ndarray, train: bool,
                      rng: Optional[np.random.Generator]) -> np.ndarray:
-    """The model's input: augmented (train only) and normalised, float32 [N, 3, 32, 32]."""
+    """The model's input: augmented (train only) and normalised, float32 [N, 32, 32, 3]."""
     if train:
         images = random_crop_flip(images, rng)
     return normalize_images(images)

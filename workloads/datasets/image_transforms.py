@@ -24,7 +24,6 @@ import math
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 Box = Tuple[int, int, int, int]  # (top, left, height, width) in pixels
@@ -174,27 +173,15 @@ def mixup_lambda(alpha: float, rng: np.random.Generator) -> float:
     return float(rng.beta(alpha, alpha))
 
 
-def mixup(images, labels, num_classes: int, lam: float):
-    """Batch mixup (Zhang et al. 2018) with weight ``lam``, partner = the previous row:
-
-        x_i <- l x_i + (1 - l) x_{i-1},  y_i <- l onehot(y_i) + (1 - l) onehot(y_{i-1})
-
-    images float [N, ...], labels int64 [N] -> (images, float32 [N, num_classes]); numpy
-    arrays or torch tensors (on any device) alike.
-    """
-    if isinstance(images, torch.Tensor):
-        onehot = torch.nn.functional.one_hot(labels, num_classes).to(torch.float32)
-        roll = torch.roll
-    else:
-        onehot = np.eye(num_classes, dtype=np.float32)[labels]
-        roll = np.roll
-    mix = lambda x: lam * x + (1 - lam) * roll(x, 1, 0)  # noqa: E731
-    return mix(images), mix(onehot)
+def mix(x, lam: float, roll=np.roll):
+    """Batch mixup's blend (Zhang et al. 2018), partner = the previous row:
+    x_i <- l x_i + (1 - l) x_{i-1}. ``roll`` is the array library's (numpy's by default;
+    ``torch.roll`` or ``jnp.roll`` where the batch already is on the device)."""
+    return lam * x + (1 - lam) * roll(x, 1, 0)
 
 
-def normalize(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 [N, H, W, 3] (values 0..255) -> float32 [N, 3, H, W] = (x - mean) / std per channel
-    (mean, std on the 0..255 scale, as AlgoPerf's ``train_mean`` / ``train_stddev``)."""
-    x = (np.asarray(images, dtype=np.float32) - np.asarray(mean, np.float32)) \
-        / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+def mixup(images: np.ndarray, labels: np.ndarray, num_classes: int, lam: float):
+    """images float [N, ...], labels int64 [N] -> (mixed images, float32 [N, num_classes]
+    mixed one-hots: y_i <- l onehot(y_i) + (1 - l) onehot(y_{i-1}))."""
+    onehot = np.eye(num_classes, dtype=np.float32)[labels]
+    return mix(images, lam), mix(onehot, lam)

@@ -31,9 +31,9 @@ so reading costs one JPEG decode per example and no index scan.
 Input pipeline (``decode_train`` / ``decode_eval``): PIL decode -> RGB -> the transforms of
 ``workloads.datasets.image_transforms`` -> uint8 [S, S, 3]. Normalisation and mixup happen on
 the whole batch on the training device. ``ImageLoader`` runs these in a pool of worker
-processes (``torch.utils.data.DataLoader``) in chunks of a batch; the augmentation of the
-example at position j of batch b depends only on (seed, b, j), so any number of workers and
-a resumed run (``skip``) produce the same batches.
+processes (``worker_pool.OrderedPool``: decoded images come back through shared memory) in
+chunks of a batch; the augmentation of the example at position j of batch b depends only on
+(seed, b, j), so any number of workers and a resumed run (``skip``) produce the same batches.
 
 Also here: ``imagenet_tiny`` (generated, see ``generate_imagenet_tiny``) in the same format.
 """
@@ -45,11 +45,11 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from PIL import Image
 
 from workloads.datasets import image_transforms as T
 from workloads.datasets import iterators
+from workloads.datasets.worker_pool import OrderedPool
 from workloads.datasets.prepared import (DatasetError, PathLike, PreparedWriter, dataset_dir,
                                          ensure_generated, generated_name, read_meta,
                                          read_prepared)
@@ -385,9 +385,10 @@ def batch_rng(seed: int, batch: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(key=key, counter=[0, 0, int(batch), 0]))
 
 
-class _Chunks(torch.utils.data.Dataset):
-    """Item k = chunk k % C of this process's part of batch k // C:
-    ``{"images": uint8 [n, S, S, 3], "labels": int64 [n], "weights": float32 [n], "batch": b}``.
+class _Chunks:
+    """Item k = chunk k % C of this process's part of batch k // C: ``images`` uint8
+    [chunk, S, S, 3] (filled in place: ``buffers``), ``{"labels": int64 [n], "weights": float32
+    [n], "batch": b, "count": n}``, n <= chunk (the last chunk of a part may be shorter).
 
     Batch b holds the global positions [0, B); this process makes positions [lo, hi) (its
     DDP slice), in chunks of ``chunk``. Train batches take their example indices from
@@ -403,6 +404,7 @@ class _Chunks(torch.utils.data.Dataset):
         self.seed, self.train, self.aug, self.resize_size = seed, train, aug, resize_size
         self.chunks_per_batch = -(-(self.hi - self.lo) // self.chunk)
         self.per_epoch = len(split) // batch_size if train else -(-len(split) // batch_size)
+        self.buffers = {"images": ((self.chunk, size, size, 3), np.uint8)}
         self._perm_epoch, self._perm = None, None
 
     def _indices(self, b: int) -> np.ndarray:
@@ -415,15 +417,13 @@ class _Chunks(torch.utils.data.Dataset):
             self._perm_epoch = epoch
         return self._perm[pos * self.batch_size:(pos + 1) * self.batch_size]
 
-    def __len__(self) -> int:  # not used for sampling (the sampler is infinite)
-        return self.per_epoch * self.chunks_per_batch
-
-    def __getitem__(self, k: int) -> Dict[str, np.ndarray]:
+    def __call__(self, k: int, out: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         b, c = divmod(int(k), self.chunks_per_batch)
         start = self.lo + c * self.chunk
         stop = min(start + self.chunk, self.hi)
         indices = self._indices(b)
-        images = np.zeros((stop - start, self.size, self.size, 3), dtype=np.uint8)
+        images = out["images"]
+        images[:] = 0
         labels = np.zeros(stop - start, dtype=np.int64)
         weights = np.zeros(stop - start, dtype=np.float32)
         for j, position in enumerate(range(start, min(stop, len(indices)))):
@@ -436,24 +436,7 @@ class _Chunks(torch.utils.data.Dataset):
                 images[j] = np.asarray(T.center_crop_resize(image, self.size,
                                                             self.resize_size))
             labels[j], weights[j] = self.split.labels[i], 1.0
-        # A tensor travels from a worker through shared memory; a numpy array gets pickled.
-        return {"images": torch.from_numpy(images), "labels": labels, "weights": weights,
-                "batch": b}
-
-
-class _Keys(torch.utils.data.Sampler):
-    def __init__(self, start: int, stop: Optional[int]):
-        self.start, self.stop = start, stop
-
-    def __iter__(self):
-        k = self.start
-        while self.stop is None or k < self.stop:
-            yield k
-            k += 1
-
-
-def _identity(x):
-    return x
+        return {"labels": labels, "weights": weights, "batch": b, "count": stop - start}
 
 
 class ImageLoader:
@@ -464,8 +447,8 @@ class ImageLoader:
     producing them. Eval: each example once, in order, the last batch zero-padded, with
     ``weights`` 1 for real examples and 0 for padding (as ``iterators.eval_iterator``).
 
-    Yields ``{"images": uint8 tensor [b, size, size, 3], "labels": int64 [b], "weights":
-    float32 [b], "batch": index}`` where b = this process's share of ``batch_size`` (``part``).
+    Yields ``{"images": uint8 [b, size, size, 3], "labels": int64 [b], "weights": float32 [b],
+    "batch": index}`` (numpy) where b = this process's share of ``batch_size`` (``part``).
 
     Args:
       part: (lo, hi): the positions of each global batch this process makes (DDP slice);
@@ -483,40 +466,43 @@ class ImageLoader:
             raise ValueError(f"only {len(split)} examples, fewer than one batch of "
                              f"{batch_size}")
         part = part or (0, batch_size)
-        self._dataset = _Chunks(split, batch_size, part, chunk, size, seed, train,
-                                aug or AugmentConfig(), resize_size)
+        self._chunks = _Chunks(split, batch_size, part, chunk, size, seed, train,
+                               aug or AugmentConfig(), resize_size)
         self._num_workers, self._prefetch, self._train = num_workers, prefetch, train
         self._start = start_batch
-        self._loader = None
+        self._pool = None
 
     def __len__(self) -> int:
         """Batches per epoch (eval: the number of batches this loader yields)."""
-        return self._dataset.per_epoch
+        return self._chunks.per_epoch
 
-    def _open(self):
-        d = self._dataset
-        stop = None if self._train else d.per_epoch * d.chunks_per_batch
-        kwargs = dict(num_workers=self._num_workers, batch_size=None,
-                      sampler=_Keys(self._start * d.chunks_per_batch, stop),
-                      collate_fn=_identity)
-        if self._num_workers:
-            kwargs.update(prefetch_factor=self._prefetch)
-        self._loader = iter(torch.utils.data.DataLoader(d, **kwargs))
+    def _open(self) -> None:
+        c = self._chunks
+        stop = None if self._train else c.per_epoch * c.chunks_per_batch
+        self._pool = OrderedPool(c, self._start * c.chunks_per_batch, stop, self._num_workers,
+                                 self._prefetch)
 
     def skip(self, count: int) -> None:
         self._start += int(count)
-        self._loader = None  # reopened at the new position
+        self.close()  # reopened at the new position
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def __iter__(self):
         return self
 
     def __next__(self) -> Dict[str, np.ndarray]:
-        if self._loader is None:
+        if self._pool is None:
+            if not self._train and self._start >= self._chunks.per_epoch:
+                raise StopIteration
             self._open()
-        chunks = [next(self._loader) for _ in range(self._dataset.chunks_per_batch)]
+        chunks = [next(self._pool) for _ in range(self._chunks.chunks_per_batch)]
         self._start += 1
         batch = {key: np.concatenate([c[key] for c in chunks]) for key in ("labels", "weights")}
-        batch["images"] = torch.cat([c["images"] for c in chunks])
+        batch["images"] = np.concatenate([c["images"][:c["count"]] for c in chunks])
         batch["batch"] = chunks[0]["batch"]
         return batch
 

@@ -7,6 +7,8 @@ class MnistDefinition(WorkloadDefinition):
     name = "mnist"
     base_workload_name = "mnist"
     dataset = "mnist"
+    data_layer = "workloads.mnist.data:MnistData"
+    models = {"pytorch": "workloads.mnist.pytorch:MnistPyTorch"}
     target_metric_name = "accuracy"
     validation_target_value = 0.97
     test_target_value = 0.97

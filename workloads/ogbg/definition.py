@@ -22,6 +22,8 @@ class OgbgDefinition(WorkloadDefinition):
     name = "ogbg"
     base_workload_name = "ogbg"
     dataset = data.NAME
+    data_layer = "workloads.ogbg.data:OgbgData"
+    models = {"pytorch": "workloads.ogbg.pytorch:OgbgPyTorch"}
     target_metric_name = "mean_average_precision"
     validation_target_value = 0.28098
     test_target_value = 0.268729

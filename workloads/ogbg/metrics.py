@@ -1,4 +1,5 @@
-"""Masked binary cross-entropy and mean average precision (as OGB computes it) for ogbg.
+"""Masked binary cross-entropy and mean average precision (as OGB computes it) for ogbg, on numpy
+arrays (the training loss, the same formula in PyTorch, is ``pytorch_losses.masked_bce``).
 
 Loss over G graphs x T tasks, mask m (1 = measured label of a real graph), labels y in {0, 1},
 smoothed as y' = (1 - s) y + s / T (AlgoPerf's smoothing, T = 128 tasks), logits z:
@@ -16,33 +17,19 @@ task's measured labels, then the mean over those tasks. Average precision (sciki
 over the distinct score thresholds k from high to low (tied scores enter together), with
 precision P_k and recall R_k of predicting "positive" for scores >= threshold k, R_0 = 0.
 """
-from typing import Dict, Optional
+from typing import Optional
 
 import numpy as np
-import torch
 
 
-def masked_bce(labels: torch.Tensor, logits: torch.Tensor, mask: Optional[torch.Tensor] = None,
-               label_smoothing: float = 0.0) -> Dict[str, torch.Tensor]:
-    """AlgoPerf's loss_fn contract for multi-label BCE. labels, logits, mask: [G, T].
-
-    ``mask`` None: every label that is not NaN counts. NaN labels are always masked (never
-    reach the gradient), whatever ``mask`` says.
-    """
-    if labels.shape != logits.shape or labels.dim() != 2:
-        raise ValueError(f"labels {tuple(labels.shape)} and logits {tuple(logits.shape)} must "
-                         f"both be [graphs, tasks]")
-    measured = ~torch.isnan(labels)
-    mask = measured.to(logits.dtype) if mask is None else mask.to(logits.dtype) * measured
-    if mask.shape != logits.shape:
-        raise ValueError(f"mask {tuple(mask.shape)} must match logits {tuple(logits.shape)}")
-    labels = torch.where(measured, labels, torch.zeros_like(labels)).to(logits.dtype)
-    num_tasks = labels.shape[-1]
-    target = (1.0 - label_smoothing) * labels + label_smoothing / num_tasks
-    losses = logits.clamp(min=0) - logits * target + torch.log1p(torch.exp(-logits.abs()))
-    per_example = losses * mask
-    return {"summed": per_example.sum(), "n_valid_examples": mask.sum(),
-            "per_example": per_example}
+def masked_bce_mean(labels: np.ndarray, logits: np.ndarray, mask: np.ndarray) -> float:
+    """The eval loss: sum_gt l_gt / sum_gt m_gt (float64; 0 where nothing is measured).
+    labels [G, T] in {0, 1} (0 where missing), logits [G, T], mask [G, T]."""
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    m = np.asarray(mask, dtype=np.float64)
+    losses = np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
+    return float(np.sum(losses * m) / max(np.sum(m), 1.0))
 
 
 def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
