@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := $(if $(GPU),,-c constraints-cpu.txt)
-EXTRAS ?= test,lint,tracking,cluster
+EXTRAS ?= test,lint,tracking,cluster,jax
 
 .PHONY: install test test-quick suite tiny-benchmark bench-overhead bench-input docker-build lint clean
 
