@@ -206,7 +206,7 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
                     if not folder_lock.is_held_here(trial_dir):
                         folder_lock.acquire(trial_dir)
                         locked.append(trial_dir)
-                finished = _finished(trial_dir, config)
+                finished = _finished(trial_dir, config, backend.checkpoint_name)
                 if finished is not None:
                     logging.info("%s: already finished (%s); nothing to resume", label,
                                  finished.stop_reason)
@@ -229,7 +229,7 @@ def _run_trial(config, backend, workload, submission, submission_folder, limits,
     meta_path = None
     if trial_dir and backend.is_chief:
         _clear_stale_failure(trial_dir, config)
-        _set_aside_unresumable_logs(trial_dir, config, label)
+        _set_aside_unresumable_logs(trial_dir, config, label, backend.checkpoint_name)
         n = logger_utils.next_run_index(trial_dir)  # one pair per (re)start
         logger_utils.write_json(os.path.join(trial_dir, f"flags_{n}.json"),
                                 {**config.flags, "rng_seed": rng_seed})
@@ -277,7 +277,7 @@ def _record_outcome(trial_dir: str, meta_path: str, result: runner.TrialResult) 
             "reached_test": result.reached_test, "time_to_target": result.time_to_target})
 
 
-def _finished(trial_dir: Optional[str], config: ExperimentConfig
+def _finished(trial_dir: Optional[str], config: ExperimentConfig, checkpoint_name: str
               ) -> Optional[runner.TrialResult]:
     """A resumed trial that has already finished, as its result (None: run it).
 
@@ -288,7 +288,7 @@ def _finished(trial_dir: Optional[str], config: ExperimentConfig
     with open(path) as f:
         record = json.load(f)
     can_continue = (record.get("stop_reason") == runner.STOP_MAX_STEPS
-                    and os.path.exists(os.path.join(trial_dir, runner.CHECKPOINT_FILE))
+                    and os.path.exists(os.path.join(trial_dir, checkpoint_name))
                     and (config.max_global_steps is None
                          or config.max_global_steps > record.get("global_step", 0)))
     if can_continue:
@@ -302,11 +302,11 @@ def _finished(trial_dir: Optional[str], config: ExperimentConfig
         time_to_target=record.get("time_to_target"), stop_reason=record.get("stop_reason", ""))
 
 
-def _set_aside_unresumable_logs(trial_dir: str, config: ExperimentConfig, label: str) -> None:
+def _set_aside_unresumable_logs(trial_dir: str, config: ExperimentConfig, label: str,
+                                checkpoint_name: str) -> None:
     """An unfinished trial without a checkpoint restarts from step 0; its logs are moved to
     ``restarted_<n>/`` first, never overwritten."""
-    if not config.resume_last_run or os.path.exists(os.path.join(trial_dir,
-                                                                 runner.CHECKPOINT_FILE)):
+    if not config.resume_last_run or os.path.exists(os.path.join(trial_dir, checkpoint_name)):
         return
     logs = [f for f in (logger_utils.EVAL_FILE, logger_utils.MEASUREMENTS_FILE)
             if os.path.exists(os.path.join(trial_dir, f))]

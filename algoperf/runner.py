@@ -31,7 +31,6 @@ from absl import logging
 from algoperf import benchmark_rules, eval_guard, logger_utils, random_utils, spec
 from algoperf.submission_loader import SubmissionError, describe_failure
 
-CHECKPOINT_FILE = "checkpoint.pt"
 STOP_MAX_STEPS = "max_global_steps"
 # Write errors that end the whole run: full disk or quota, file too large, read-only folder.
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
@@ -166,7 +165,7 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
                    "last_step_end_time": None}
     global_step, preemption_count, prior_duration = 0, 0, 0.0
     eval_results: List[Tuple[int, Dict[str, float]]] = []
-    checkpoint_path = os.path.join(trial_dir, CHECKPOINT_FILE) if trial_dir else None
+    checkpoint_path = os.path.join(trial_dir, backend.checkpoint_name) if trial_dir else None
     reported_unsaved: Dict[str, str] = {}
 
     if config.resume and checkpoint_path and os.path.exists(checkpoint_path):
@@ -241,7 +240,7 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
         global_step += 1
         if _at_max_steps(global_step, config):
             train_state["training_complete"] = True
-        train_step_end_time = backend.clock()
+        train_step_end_time = backend.clock(model_params, optimizer_state, model_state)
         train_state["accumulated_submission_time"] += (
             train_step_end_time - train_state["last_step_end_time"])
 
@@ -258,7 +257,8 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
                     workload, model_params, workload.model_params_types, model_state,
                     hyperparameters, workload.loss_type, optimizer_state, eval_results,
                     global_step, prep_eval_rng), "prepare_for_eval")
-            train_state["accumulated_submission_time"] += backend.clock() - start
+            train_state["accumulated_submission_time"] += backend.clock(
+                model_params, optimizer_state, model_state) - start
         train_state["is_time_remaining"] = (train_state["accumulated_submission_time"]
                                             < limits.budget_sec)
         if train_state["is_time_remaining"]:

@@ -146,7 +146,10 @@ def _belongs_to(module: Optional[ModuleType], scope: _Scope) -> bool:
     if is_within(own_file, _PROJECT_SUBMISSIONS) and not is_within(own_file, scope.folder):
         return False
     locations = [getattr(module, "__file__", None) or ""]
-    locations += list(getattr(module, "__path__", None) or [])
+    try:  # a package's folders (some libraries put other objects there)
+        locations += [p for p in getattr(module, "__path__", None) or [] if isinstance(p, str)]
+    except TypeError:
+        pass
     dirs = [scope.folder] + scope.finder.resolved_dirs
     return any(loc and is_within(loc, d) for loc in locations for d in dirs)
 

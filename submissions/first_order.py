@@ -16,7 +16,6 @@ Hyperparameter names are AlgoPerf's: ``learning_rate``, ``one_minus_beta1``, ``b
 ``step_hint_factor`` (default 1.0) scales ``workload.step_hint`` into the schedule's length;
 AlgoPerf's target-setting baselines use 0.75, its full-budget ones 1.0.
 """
-import collections
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
@@ -25,71 +24,25 @@ from absl import logging
 
 from algoperf import spec
 from algoperf.pytorch_utils import pytorch_setup
+from submissions.baseline_settings import (  # noqa: F401 (the baselines' shared settings)
+    ALGOPERF_NADAMW_SELF_TUNING, BATCH_SIZES, SGD_NESTEROV_SELF_TUNING, as_hyperparameters,
+    get_batch_size, resolve_hyperparameters, schedule_length, should_log)
 from submissions.optimizers import schedules
 
 # Read once at import, as AlgoPerf's baselines do: torchrun sets LOCAL_RANK before this runs.
 USE_PYTORCH_DDP = pytorch_setup()[0]
-
-# Global batch sizes of AlgoPerf's baselines (cifar from its development algorithms). A name
-# not here (a variant such as 'mnist_tiny') raises ValueError: the runner then asks again
-# with the base workload's name.
-BATCH_SIZES = {
-    "cifar": 128,
-    "cifar_wrn": 128,
-    "criteo1tb": 262_144,
-    "fastmri": 32,
-    "imagenet_resnet": 1024,
-    "imagenet_resnet_silu": 512,
-    "imagenet_resnet_gelu": 512,
-    "imagenet_vit": 1024,
-    "librispeech_conformer": 256,
-    "librispeech_deepspeech": 256,
-    "mnist": 16,
-    "ogbg": 512,
-    "wmt": 128,
-}
-
-# The point AlgoPerf's self-tuning NAdamW baseline uses (also the last of the five points in
-# its qualification baselines' external-tuning list).
-ALGOPERF_NADAMW_SELF_TUNING = {
-    "dropout_rate": 0.1,
-    "learning_rate": 0.0017486387539278373,
-    "one_minus_beta1": 0.06733926164,
-    "beta2": 0.9955159689799007,
-    "weight_decay": 0.08121616522670176,
-    "warmup_factor": 0.02,
-}
 
 MakeOptimizer = Callable[[Any, Any], torch.optim.Optimizer]  # (parameters, hp) -> optimizer
 MakeScheduler = Callable[[torch.optim.Optimizer, spec.Workload, Any],
                          torch.optim.lr_scheduler.LRScheduler]
 
 
-def get_batch_size(workload_name: str) -> int:
-    """The global batch size for ``workload_name``; ValueError for names it does not know."""
-    if workload_name not in BATCH_SIZES:
-        raise ValueError(f"No baseline batch size for workload {workload_name!r} "
-                         f"(known: {', '.join(sorted(BATCH_SIZES))})")
-    return BATCH_SIZES[workload_name]
 
 
-def as_hyperparameters(point: Mapping[str, Any]) -> Any:
-    """A dict of hyperparameters as the namedtuple AlgoPerf passes (``hp.learning_rate``)."""
-    return collections.namedtuple("Hyperparameters", point)(**point)
 
 
-def resolve_hyperparameters(hyperparameters: Any, default_hp: Any) -> Any:
-    """The trial's point (external tuning), or ``default_hp`` when it is None (self-tuning)."""
-    if hyperparameters is None:
-        return default_hp
-    if isinstance(hyperparameters, Mapping):
-        return as_hyperparameters(hyperparameters)
-    return hyperparameters
 
 
-def schedule_length(workload: spec.Workload, hp: Any) -> float:
-    """Steps the schedule spans: step_hint * step_hint_factor (default 1.0)."""
-    return workload.step_hint * getattr(hp, "step_hint_factor", 1.0)
 
 
 def warmup_cosine_scheduler(optimizer: torch.optim.Optimizer, workload: spec.Workload,
@@ -124,9 +77,6 @@ def global_mean_loss(loss_dict: Dict[str, Any]) -> torch.Tensor:
     return summed / n_valid
 
 
-def _should_log(global_step: int) -> bool:
-    # AlgoPerf's cadence: every step early on, then sparsely (loss.item() syncs the device).
-    return global_step <= 100 or global_step % 500 == 0
 
 
 def _grad_norm(model: torch.nn.Module) -> torch.Tensor:
@@ -171,7 +121,7 @@ def train_step(workload: spec.Workload, model: torch.nn.Module,
     optimizer_state["scheduler"].step()
 
     metrics_logger = getattr(workload, "metrics_logger", None)
-    if _should_log(global_step):
+    if should_log(global_step):
         with torch.no_grad():
             grad_norm = _grad_norm(model) if grad_norm is None else grad_norm
         scalars = {"loss": loss.item(), "grad_norm": grad_norm.item()}

@@ -21,7 +21,9 @@ class FakeClockBackend:
     def __init__(self):
         self.now = 1000.0
 
-    def clock(self):
+    checkpoint_name = "checkpoint.pt"
+
+    def clock(self, *wait_for):
         return self.now
 
     def barrier(self):

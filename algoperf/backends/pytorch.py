@@ -17,6 +17,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 class PyTorchBackend:
     name = "pytorch"
+    checkpoint_name = "checkpoint.pt"
 
     def __init__(self):
         self.use_ddp, self.rank, self.device, self.n_gpus = pytorch_utils.pytorch_setup()
@@ -38,8 +39,9 @@ class PyTorchBackend:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-    def clock(self) -> float:
-        """Wall time after all queued device work is done, agreed across processes (max)."""
+    def clock(self, *wait_for) -> float:
+        """Wall time after all queued device work is done, agreed across processes (max).
+        (``wait_for``: the arrays a step produced; a CUDA synchronisation waits for all.)"""
         if self._cuda:
             torch.cuda.synchronize()
         now = time.time()
@@ -73,6 +75,9 @@ class PyTorchBackend:
     @property
     def has_accelerator(self) -> bool:
         return self._cuda
+
+    # A process's graph batch is one packed graph (DDP splits over processes, not inside one).
+    graph_batch_shards = None
 
     def info(self) -> Dict[str, Any]:
         info = {"framework": "pytorch", "torch_version": torch.__version__,

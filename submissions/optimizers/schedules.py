@@ -25,8 +25,6 @@ import functools
 import math
 from typing import Callable
 
-import torch
-
 
 def warmup_steps_for(warmup_factor: float, total_steps: float) -> int:
     """AlgoPerf's warmup length: int(warmup_factor * total_steps)."""
@@ -55,12 +53,13 @@ def warmup_linear_decay_lr(step: int, peak_lr: float, warmup_steps: int, decay_s
     return peak_lr * (end_factor + (1.0 - end_factor) * remaining)
 
 
-def lambda_lr(optimizer: torch.optim.Optimizer, schedule: Callable[..., float],
-              **schedule_kwargs) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR that sets each group's lr to ``group_initial_lr * schedule(t, 1.0, ...)``.
+def lambda_lr(optimizer, schedule: Callable[..., float], **schedule_kwargs):
+    """A torch LambdaLR that sets each group's lr to ``group_initial_lr * schedule(t, 1.0,
+    ...)`` (torch is imported here only: the schedules themselves are framework-free).
 
     Construction already applies t = 0; call ``.step()`` after each ``optimizer.step()``.
     """
+    import torch
     multiplier = functools.partial(_multiplier, schedule=schedule, kwargs=schedule_kwargs)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=multiplier)
 

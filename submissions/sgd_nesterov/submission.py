@@ -11,16 +11,7 @@ import torch
 from submissions import first_order
 
 # Self-tuning (hyperparameters=None): momentum 0.9 and a moderate rate, inside the search space.
-HPARAMS = {
-    "dropout_rate": 0.0,
-    "label_smoothing": 0.0,
-    "learning_rate": 0.1,
-    "one_minus_beta1": 0.1,
-    "weight_decay": 1e-6,
-    "warmup_factor": 0.05,
-    "decay_steps_factor": 0.9,
-    "end_factor": 0.01,
-}
+HPARAMS = first_order.SGD_NESTEROV_SELF_TUNING
 
 
 def make_optimizer(parameters, hp) -> torch.optim.SGD:

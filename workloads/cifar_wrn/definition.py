@@ -38,7 +38,8 @@ class CifarWrnDefinition(WorkloadDefinition):
     base_workload_name = "cifar_wrn"
     dataset = "cifar10"
     data_layer = "workloads.cifar_wrn.data:CifarWrnData"
-    models = {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnPyTorch"}
+    models = {"pytorch": "workloads.cifar_wrn.pytorch:CifarWrnPyTorch",
+              "jax": "workloads.cifar_wrn.jax:CifarWrnJax"}
     target_metric_name = "accuracy"
     validation_target_value = 0.94   # PROVISIONAL (see the module docstring)
     test_target_value = 0.935        # PROVISIONAL

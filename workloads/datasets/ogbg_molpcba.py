@@ -41,7 +41,7 @@ here every training batch holds exactly the batch size in graphs.
 import dataclasses
 import math
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, Mapping, Optional, Tuple
+from typing import Dict, Iterable, Iterator, Mapping, Optional, Tuple, Sequence
 
 import numpy as np
 
@@ -207,6 +207,19 @@ def pack_graphs(split: GraphSplit, ids: np.ndarray, capacity: Capacity) -> Dict[
             "receivers": receivers, "node_graph": node_graph, "edge_graph": edge_graph,
             "node_mask": node_mask, "edge_mask": edge_mask, "graph_mask": graph_mask,
             "labels": labels, "label_mask": label_mask}
+
+
+def pack_graph_pieces(split: GraphSplit, pieces: Sequence[np.ndarray], capacity: Capacity
+                      ) -> Dict[str, np.ndarray]:
+    """Each id array of ``pieces`` packed as by ``pack_graphs``, all with one capacity (grown
+    to fit the fullest piece), stacked along a new leading axis: [len(pieces), ...]."""
+    nodes = max(_round_up(int(split.num_nodes[np.asarray(p, np.int64)].sum()) + 1)
+                for p in pieces)
+    edges = max(_round_up(2 * int(split.num_edges[np.asarray(p, np.int64)].sum()))
+                for p in pieces)
+    common = _untied(capacity.graphs, max(capacity.nodes, nodes), max(capacity.edges, edges))
+    packs = [pack_graphs(split, p, common) for p in pieces]
+    return {k: np.stack([p[k] for p in packs]) for k in packs[0]}
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:

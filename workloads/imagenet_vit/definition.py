@@ -26,7 +26,8 @@ class ImagenetVitDefinition(WorkloadDefinition):
     base_workload_name = "imagenet_vit"
     dataset = "imagenet"
     data_layer = "workloads.imagenet_vit.data:ImagenetVitData"
-    models = {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitPyTorch"}
+    models = {"pytorch": "workloads.imagenet_vit.pytorch:ImagenetVitPyTorch",
+              "jax": "workloads.imagenet_vit.jax:ImagenetVitJax"}
     target_metric_name = "accuracy"
     validation_target_value = 0.77309
     test_target_value = 0.6519

@@ -8,7 +8,8 @@ class MnistDefinition(WorkloadDefinition):
     base_workload_name = "mnist"
     dataset = "mnist"
     data_layer = "workloads.mnist.data:MnistData"
-    models = {"pytorch": "workloads.mnist.pytorch:MnistPyTorch"}
+    models = {"pytorch": "workloads.mnist.pytorch:MnistPyTorch",
+              "jax": "workloads.mnist.jax:MnistJax"}
     target_metric_name = "accuracy"
     validation_target_value = 0.97
     test_target_value = 0.97

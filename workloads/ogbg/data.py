@@ -7,14 +7,16 @@ graph). Each framework turns it into its graph type (``GraphBatch``, ``jraph.Gra
 
 Training: a global batch is ``get_batch_size`` graphs, drawn as ``iterators.batch_iterator``
 draws examples (reshuffled per epoch from the seed, resumable by batch index); each process
-packs its contiguous slice of the graph ids.
+packs its contiguous slice of the graph ids. A backend with ``graph_batch_shards`` = S (JAX:
+one piece per device) gets that slice as S packed pieces stacked along a leading axis
+(``pack_graph_pieces``), so that no graph spans two devices.
 
 Evaluation: mean average precision is not a sum over batches, so the eval gathers every real
 graph's logits, labels and masks of a split (across processes, through the backend; every
 process packs the same number of graph slots per batch), then scores once. Each real graph is
 counted exactly once (checked against the split size).
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -25,14 +27,24 @@ from workloads.datasets import ogbg_molpcba as data
 from workloads.ogbg import metrics
 
 
+def pack(graphs: data.GraphSplit, stats: data.SizeStats, ids: np.ndarray, num_graphs: int,
+         shards: Optional[int]) -> Dict[str, np.ndarray]:
+    """``ids`` packed for up to ``num_graphs`` graphs: one packed graph, or ``shards`` stacked
+    pieces of about ``num_graphs / shards`` graphs each (``stats``: the split's sizes)."""
+    if not shards:
+        return data.pack_graphs(graphs, ids, data.capacity_for(stats, num_graphs))
+    return data.pack_graph_pieces(graphs, np.array_split(ids, shards),
+                                  data.capacity_for(stats, -(-num_graphs // shards)))
+
+
 class GraphSource:
     """This process's packed train batches; ``skip(n)`` jumps ahead exactly."""
 
     def __init__(self, graphs: data.GraphSplit, global_batch_size: int, seed: int, rank: int,
-                 world: int):
+                 world: int, shards: Optional[int]):
         self._graphs, self._global_batch_size, self._seed = graphs, global_batch_size, seed
-        self._rank, self._world = rank, world
-        self._capacity = data.capacity_for(data.SizeStats.of(graphs), global_batch_size // world)
+        self._rank, self._world, self._shards = rank, world, shards
+        self._stats = data.SizeStats.of(graphs)
         self._start = 0
         self.skip(0)
 
@@ -44,7 +56,8 @@ class GraphSource:
 
     def next(self):
         ids = iterators.shard_batch(next(self._ids), self._rank, self._world)["ids"]
-        return data.pack_graphs(self._graphs, ids, self._capacity), None
+        return pack(self._graphs, self._stats, ids, self._global_batch_size // self._world,
+                    self._shards), None
 
 
 class OgbgData(DataLayer):
@@ -64,7 +77,7 @@ class OgbgData(DataLayer):
 
     def train_source(self, graphs: data.GraphSplit, global_batch_size: int, seed: int):
         return GraphSource(graphs, global_batch_size, seed, self._backend.rank,
-                           self._backend.world_size)
+                           self._backend.world_size, self._backend.graph_batch_shards)
 
     def _eval_model_on_split(self, split: str, num_examples: int, global_batch_size: int,
                              params, model_state, rng, data_dir: str,
@@ -75,18 +88,20 @@ class OgbgData(DataLayer):
         # No bigger than the split (rounded to the processes): a small split is one batch
         # without thousands of padding graphs.
         batch = min(global_batch_size, -(-num_examples // world) * world)
-        capacity = data.capacity_for(data.SizeStats.of(graphs), batch // world)
+        stats = data.SizeStats.of(graphs)
         parts = {"logits": [], "labels": [], "mask": [], "graph": []}
         ids = {"ids": np.arange(len(graphs))}
         for chunk in iterators.eval_iterator(ids, batch, num_examples=num_examples):
             chunk = iterators.shard_batch(chunk, rank, world)
             real = chunk["ids"][chunk["weights"] > 0]
-            packed = data.pack_graphs(graphs, real, capacity)
+            packed = pack(graphs, stats, real, batch // world, self._backend.graph_batch_shards)
             logits = self._eval_logits(params, model_state,
                                        self._model_batch(packed, False, None))
-            rows = {"logits": logits.astype(np.float32), "labels": packed["labels"],
-                    "mask": packed["label_mask"],
-                    "graph": packed["graph_mask"].astype(np.float32)}
+            tasks = logits.shape[-1]  # stacked pieces: rows of every piece, in order
+            rows = {"logits": logits.reshape(-1, tasks).astype(np.float32),
+                    "labels": packed["labels"].reshape(-1, tasks),
+                    "mask": packed["label_mask"].reshape(-1, tasks),
+                    "graph": packed["graph_mask"].reshape(-1).astype(np.float32)}
             for name, value in rows.items():
                 parts[name].extend(self._backend.all_gather(value))
         gathered = {k: np.concatenate(v) for k, v in parts.items()}

@@ -23,7 +23,8 @@ class OgbgDefinition(WorkloadDefinition):
     base_workload_name = "ogbg"
     dataset = data.NAME
     data_layer = "workloads.ogbg.data:OgbgData"
-    models = {"pytorch": "workloads.ogbg.pytorch:OgbgPyTorch"}
+    models = {"pytorch": "workloads.ogbg.pytorch:OgbgPyTorch",
+              "jax": "workloads.ogbg.jax:OgbgJax"}
     target_metric_name = "mean_average_precision"
     validation_target_value = 0.28098
     test_target_value = 0.268729
