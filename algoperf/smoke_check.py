@@ -20,7 +20,7 @@ from typing import List, Optional
 import pandas as pd
 
 from algoperf import experiment, logger_utils, search_space, submission_loader
-from algoperf.suite.plan import SEARCH_SPACE_FILE, search_space_for
+from algoperf.suite.plan import SEARCH_SPACE_FILE, search_space_for, submission_root
 
 STEPS, MORE_STEPS = 3, 2
 
@@ -34,8 +34,8 @@ class CheckResult:
 
 
 def default_search_space(submission_path: str) -> Optional[str]:
-    """The ``tuning_search_space.json`` beside the submission, if it ships one."""
-    path = os.path.join(os.path.dirname(os.path.abspath(submission_path)), SEARCH_SPACE_FILE)
+    """The ``tuning_search_space.json`` of the submission's folder, if it ships one."""
+    path = os.path.join(submission_root(submission_path), SEARCH_SPACE_FILE)
     return path if os.path.isfile(path) else None
 
 

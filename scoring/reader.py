@@ -78,7 +78,8 @@ def load_runs(directory, targets=None, time_column: str = TIME_COLUMN,
     table = load_targets(targets)
     folders, strays = layout.find_trial_folders(root)
     notes = [(s.path, "stray", s.why) for s in strays]
-    folders = _known_workloads(folders, table, ignore_unknown_workloads, notes)
+    folders = _labelled_by_framework(_known_workloads(folders, table, ignore_unknown_workloads,
+                                                      notes))
     if not folders:
         raise ScoringInputError(root, "no runs found: expected <submission>/study_<j>/"
                                 "<workload>_<framework>/trial_<k>/eval_measurements.csv")
@@ -111,8 +112,18 @@ def _known_workloads(folders, table: TargetsTable, ignore_unknown: bool, notes) 
     return known
 
 
+def _labelled_by_framework(folders) -> list:
+    """A submission logged in both frameworks is scored as two, side by side:
+    ``nadamw (jax)`` and ``nadamw (pytorch)``; one logged in one framework keeps its name."""
+    frameworks: Dict[str, set] = {}
+    for f in folders:
+        frameworks.setdefault(f.submission, set()).add(f.framework)
+    return [dataclasses.replace(f, submission=f"{f.submission} ({f.framework})")
+            if len(frameworks[f.submission]) > 1 else f for f in folders]
+
+
 def _check_unique(folders) -> None:
-    """Two folders for one (submission, study, workload, trial): e.g. jax and pytorch runs."""
+    """Two folders for one (submission, study, workload, trial)."""
     seen: Dict[tuple, str] = {}
     for f in folders:
         key = (f.submission, f.study, f.workload, f.trial)

@@ -43,3 +43,23 @@ def run_cli(*args, timeout=600, env=None, cwd=REPO):
     full_env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV, **(env or {}))
     return subprocess.run([sys.executable, "-m", "algoperf.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=cwd)
+
+
+def start_cli(*args, cwd=REPO):
+    """``algoperf <args>`` started in the background (a run to kill or to race)."""
+    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
+    return subprocess.Popen([sys.executable, "-m", "algoperf.cli", *args], env=env, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for_rows(csv, rows: int, timeout: float = 240) -> None:
+    """Until the eval CSV ``csv`` (a pathlib.Path) holds ``rows`` rows."""
+    import time
+
+    import pandas as pd
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if csv.exists() and len(pd.read_csv(csv)) >= rows:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{csv} never reached {rows} rows")

@@ -2,15 +2,12 @@
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
 
 from algoperf import experiment
-from tests.conftest import FIXTURES, REPO, SUBPROCESS_ENV, run_cli
+from tests.conftest import FIXTURES, REPO, run_cli, start_cli, wait_for_rows
 
 EVAL_COLUMNS = {"score", "accumulated_submission_time", "accumulated_eval_time",
                 "accumulated_logging_time", "total_duration", "global_step",
@@ -176,15 +173,8 @@ def test_kill_then_resume_logs_every_eval_once_and_continues_the_trajectory(tmp_
             f"--experiment_dir={tmp_path}", "--rng_seed=1", f"--data_dir={tiny_data_dir}",
             f"--max_global_steps={steps}"]
     csv = tmp_path / "killed" / "mnist_tiny_pytorch" / "trial_1" / "eval_measurements.csv"
-    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
-    proc = subprocess.Popen([sys.executable, "-m", "algoperf.cli", *args,
-                             "--experiment_name=killed"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if csv.exists() and len(pd.read_csv(csv)) >= 3:
-            break
-        time.sleep(0.2)
+    proc = start_cli(*args, "--experiment_name=killed")
+    wait_for_rows(csv, 3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     rows_before_kill = len(pd.read_csv(csv))

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from algoperf import experiment, folder_lock
-from tests.conftest import FIXTURES, REPO, SUBPROCESS_ENV, run_cli
+from tests.conftest import FIXTURES, REPO, SUBPROCESS_ENV, run_cli, start_cli, wait_for_rows
 
 SUITE_FIXTURES = os.path.join(REPO, "tests", "suite", "fixtures")
 NADAMW = os.path.join(REPO, "submissions", "nadamw", "submission.py")
@@ -33,21 +33,6 @@ def trial_dir(tmp_path, trial=1):
     return tmp_path / "exp" / "mnist_tiny_pytorch" / f"trial_{trial}"
 
 
-def start(args):
-    env = dict(os.environ, PYTHONPATH=REPO, **SUBPROCESS_ENV)
-    return subprocess.Popen([sys.executable, "-m", "algoperf.cli", *args], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_rows(csv, rows, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if csv.exists() and len(pd.read_csv(csv)) >= rows:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{csv} never reached {rows} rows")
-
-
 def alive(pid):
     try:
         os.kill(pid, 0)
@@ -60,7 +45,8 @@ def alive(pid):
 # --- 1. two writers on one trial folder ---
 @pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_trains(tmp_path, tiny_data_dir):
-    first = start(run_args(tmp_path, tiny_data_dir, "--rng_seed=1", "--max_global_steps=100000"))
+    first = start_cli(*run_args(tmp_path, tiny_data_dir, "--rng_seed=1",
+                                "--max_global_steps=100000"))
     csv = trial_dir(tmp_path) / "eval_measurements.csv"
     try:
         wait_for_rows(csv, 2)
@@ -90,7 +76,7 @@ def test_trials_die_with_a_killed_suite_driver_and_a_rerun_finishes_them(tmp_pat
     args = ["suite", f"--output_dir={tmp_path}", f"--submissions_dir={SUITE_FIXTURES}",
             "--submissions=slow", "--workloads=mnist_tiny", "--num_workers=1",
             "--max_global_steps=300", f"--data_dir={tiny_data_dir}", "--progress_every=1000"]
-    driver = start(args)
+    driver = start_cli(*args)
     trial = tmp_path / "external_tuning" / "slow" / "study_0" / "mnist_tiny_pytorch" / \
         "trial_1"
     csv = trial / "eval_measurements.csv"

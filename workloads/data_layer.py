@@ -117,6 +117,13 @@ class DataLayer:
         """A split's data: 'train', 'eval_train', 'validation' or 'test'."""
         raise NotImplementedError
 
+    def read_split(self, read, split: str) -> Dict[str, np.ndarray]:
+        """``read(stored_split)`` for a split of example arrays; 'eval_train' is the first
+        ``num_eval_train_examples`` examples of 'train' (evaluated unaugmented)."""
+        if split != "eval_train":
+            return read(split)
+        return {k: v[:self.num_eval_train_examples] for k, v in read("train").items()}
+
     def preprocess(self, arrays: Dict[str, np.ndarray], train: bool,
                    rng: Optional[np.random.Generator]) -> Dict[str, np.ndarray]:
         """A numpy batch of stored examples -> {'inputs', 'targets', ...} numpy arrays, the

@@ -29,6 +29,9 @@ flags.DEFINE_integer("num_studies", 1, "Studies per submission and workload (the
                      "the median over studies).")
 flags.DEFINE_integer("num_trials", 1, "Tuning trials per study (Halton points of the search "
                      "space; the best trial of a study counts).")
+flags.DEFINE_enum("framework", "pytorch", ["pytorch", "jax", "both"],
+                  "Frameworks to run each submission in (its <folder>/<framework>/submission.py, "
+                  "or for PyTorch its submission.py); both: side by side in the scores.")
 flags.DEFINE_enum("tuning_ruleset", "external", list(plan.RULESET_DIRS),
                   "external: points drawn from the search space; self: hyperparameters=None.")
 flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
@@ -59,19 +62,24 @@ def main(argv) -> None:
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
+    frameworks = ["pytorch", "jax"] if FLAGS.framework == "both" else [FLAGS.framework]
     try:
-        submissions = FLAGS.submissions or plan.shipped_submissions(FLAGS.submissions_dir)
         workloads = FLAGS.workloads or plan.tiny_workloads()
-        trials = plan.make_plan(FLAGS.output_dir, submissions, workloads, FLAGS.num_studies,
-                                FLAGS.num_trials, FLAGS.rng_seed, FLAGS.submissions_dir,
-                                FLAGS.tuning_ruleset)
+        trials = []
+        for framework in frameworks:
+            submissions = FLAGS.submissions or plan.shipped_submissions(FLAGS.submissions_dir,
+                                                                        framework)
+            trials += plan.make_plan(FLAGS.output_dir, submissions, workloads,
+                                     FLAGS.num_studies, FLAGS.num_trials, FLAGS.rng_seed,
+                                     FLAGS.submissions_dir, FLAGS.tuning_ruleset, [framework])
         executor = None if FLAGS.score_only else _executor()
         tracking.require(FLAGS.flag_values_dict())
     except (plan.SuiteError, ValueError) as error:
         _fail(str(error))
     names = sorted({t.submission for t in trials})
     print(f"suite: submissions {', '.join(names)} | workloads {', '.join(workloads)} | "
-          f"{FLAGS.num_studies} studies x {FLAGS.num_trials} trials", flush=True)
+          f"{', '.join(frameworks)} | {FLAGS.num_studies} studies x {FLAGS.num_trials} trials",
+          flush=True)
     if executor is not None:
         try:  # one driver per output folder; its trial processes die with it
             folder_lock.acquire(FLAGS.output_dir)

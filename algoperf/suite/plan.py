@@ -16,6 +16,7 @@ person looking at the folder all agree):
     folder exists, neither file       -> partial   (interrupted: resumed with --resume_last_run)
     no folder                         -> pending
 """
+import ast
 import dataclasses
 import os
 from typing import List, Optional, Sequence
@@ -68,12 +69,49 @@ class TrialSpec:
         return f"{self.submission}/{self.workload}/study_{self.study}/trial_{self.trial}"
 
 
-def shipped_submissions(submissions_dir: str = REPO_SUBMISSIONS_DIR) -> List[str]:
-    """Every folder with a submission.py and a tuning_search_space.json, found at run time."""
+def submission_file(folder: str, framework: str) -> Optional[str]:
+    """A submission folder's file for ``framework``: ``<folder>/<framework>/submission.py``
+    (AlgoPerf's layout for a submission in two frameworks), else the ``submission.py`` at its
+    top when it is written for ``framework`` (None: the folder has none for that framework)."""
+    nested = os.path.join(folder, framework, SUBMISSION_FILE)
+    if os.path.isfile(nested):
+        return nested
+    top = os.path.join(folder, SUBMISSION_FILE)
+    return top if os.path.isfile(top) and framework_of(top) == framework else None
+
+
+def framework_of(path: str) -> str:
+    """'jax' for a file that imports jax, flax or optax and not torch, else 'pytorch' (the
+    leaderboards' one-framework folders hold a top-level submission.py of either)."""
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return "pytorch"  # loading it will say what is wrong
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported.add(node.module.split(".")[0])
+    return "jax" if imported & {"jax", "flax", "optax"} and "torch" not in imported \
+        else "pytorch"
+
+
+def submission_root(submission_path: str) -> str:
+    """The folder a submission's search spaces sit in: its file's folder, or the one above
+    when the file is a framework's (``<folder>/jax/submission.py``)."""
+    folder = os.path.dirname(os.path.abspath(submission_path))
+    return os.path.dirname(folder) if os.path.basename(folder) in ("pytorch", "jax") else folder
+
+
+def shipped_submissions(submissions_dir: str = REPO_SUBMISSIONS_DIR,
+                        framework: str = "pytorch") -> List[str]:
+    """Every folder with a submission for ``framework`` and a tuning_search_space.json."""
     if not os.path.isdir(submissions_dir):
         raise SuiteError(f"--submissions_dir={submissions_dir}: no such folder")
     return sorted(name for name in os.listdir(submissions_dir)
-                  if os.path.isfile(os.path.join(submissions_dir, name, SUBMISSION_FILE))
+                  if submission_file(os.path.join(submissions_dir, name), framework)
                   and os.path.isfile(os.path.join(submissions_dir, name, SEARCH_SPACE_FILE)))
 
 
@@ -90,8 +128,11 @@ def study_seed(rng_seed: int, study: int) -> int:
 def make_plan(output_dir: str, submissions: Sequence[str], workloads: Sequence[str],
               num_studies: int, num_trials: int, rng_seed: int = 0,
               submissions_dir: str = REPO_SUBMISSIONS_DIR,
-              tuning_ruleset: str = "external") -> List[TrialSpec]:
-    """submissions x workloads x studies x trials, in that nesting order, checked up front."""
+              tuning_ruleset: str = "external",
+              frameworks: Sequence[str] = ("pytorch",)) -> List[TrialSpec]:
+    """submissions x frameworks x workloads x studies x trials, in that nesting order, checked
+    up front. Logs of both frameworks share the submission's folder, as in AlgoPerf:
+    ``<workload>_pytorch/`` beside ``<workload>_jax/``."""
     if num_studies < 1:
         raise SuiteError(f"--num_studies={num_studies}: must be >= 1")
     if num_trials < 1:
@@ -110,17 +151,20 @@ def make_plan(output_dir: str, submissions: Sequence[str], workloads: Sequence[s
     runs_dir = os.path.join(output_dir, RULESET_DIRS[tuning_ruleset])
     plan = []
     for name in submissions:
-        submission_path, space_path = _submission_files(name, submissions_dir, tuning_ruleset)
-        for workload in workloads:
-            for study in range(num_studies):
-                for trial in range(1, num_trials + 1):
-                    plan.append(TrialSpec(
-                        submission=os.path.basename(os.path.normpath(name)), workload=workload,
-                        study=study, trial=trial, submission_path=submission_path,
-                        search_space_path=search_space_for(space_path, workload),
-                        runs_dir=runs_dir,
-                        study_seed=study_seed(rng_seed, study), num_trials=num_trials,
-                        tuning_ruleset=tuning_ruleset))
+        for framework in frameworks:
+            submission_path, space_path = _submission_files(name, submissions_dir,
+                                                            tuning_ruleset, framework)
+            for workload in workloads:
+                for study in range(num_studies):
+                    for trial in range(1, num_trials + 1):
+                        plan.append(TrialSpec(
+                            submission=os.path.basename(os.path.normpath(name)),
+                            workload=workload, study=study, trial=trial,
+                            submission_path=submission_path,
+                            search_space_path=search_space_for(space_path, workload),
+                            runs_dir=runs_dir, study_seed=study_seed(rng_seed, study),
+                            num_trials=num_trials, tuning_ruleset=tuning_ruleset,
+                            framework=framework))
     return plan
 
 
@@ -132,17 +176,22 @@ def _check_workloads(workloads: Sequence[str]) -> None:
                          f"{', '.join(registry.names())}")
 
 
-def _submission_files(name: str, submissions_dir: str, tuning_ruleset: str):
+def _submission_files(name: str, submissions_dir: str, tuning_ruleset: str,
+                      framework: str = "pytorch"):
     """A submission by name (a folder under --submissions_dir) or by folder path."""
     folder = name if os.path.isdir(name) and os.sep in name else os.path.join(
         submissions_dir, name)
-    submission_path = os.path.abspath(os.path.join(folder, SUBMISSION_FILE))
+    found = submission_file(folder, framework)
     space_path = os.path.abspath(os.path.join(folder, SEARCH_SPACE_FILE))
-    if not os.path.isfile(submission_path):
-        known = ", ".join(shipped_submissions(submissions_dir)) if os.path.isdir(
+    if found is None:
+        known = ", ".join(shipped_submissions(submissions_dir, framework)) if os.path.isdir(
             submissions_dir) else "none"
-        raise SuiteError(f"--submissions: {name!r} has no {SUBMISSION_FILE} (looked in "
-                         f"{folder}); known: {known}")
+        where = os.path.join(folder, framework, SUBMISSION_FILE)
+        raise SuiteError(f"--submissions: {name!r} has no {framework} submission (looked for "
+                         f"{where}" + ("" if framework != "pytorch" else
+                                       f" and {os.path.join(folder, SUBMISSION_FILE)}")
+                         + f"); known: {known}")
+    submission_path = os.path.abspath(found)
     if tuning_ruleset == "external" and not os.path.isfile(space_path):
         raise SuiteError(f"--submissions: {folder} has no {SEARCH_SPACE_FILE} (external tuning "
                          "needs one)")

@@ -256,9 +256,23 @@ def test_missing_folder_names_the_folder(tmp_path, targets):
 
 
 def test_the_same_trial_twice_is_an_error(tmp_path, targets):
-    good_trial(tmp_path, framework="jax")
-    good_trial(tmp_path, framework="pytorch")
+    good_trial(tmp_path, study="study_0")
+    good_trial(tmp_path, study="study_0-2023-10-11-16-58-40")  # the same label, study_0
     assert "same trial as" in error_for(tmp_path, targets).problem
+
+
+def test_a_submission_in_both_frameworks_is_scored_side_by_side(tmp_path, targets):
+    for framework, hit in (("jax", 20), ("pytorch", 40)):
+        write_trial(str(tmp_path), "sub", "study_0", "alpha", 1, [(10, .5), (hit, .9)],
+                    framework=framework)
+        write_trial(str(tmp_path), "sub", "study_0", "beta", 1, [(5, .4)], "loss",
+                    framework=framework)
+    write_trial(str(tmp_path), "other", "study_0", "alpha", 1, [(30, .9)])  # one framework
+    write_trial(str(tmp_path), "other", "study_0", "beta", 1, [(5, .4)], "loss")
+    result = scoring.score(tmp_path, targets, held_out=False, num_studies=1, num_trials=1)
+    assert sorted(result.scores.index) == ["other", "sub (jax)", "sub (pytorch)"]
+    assert result.times.loc["sub (jax)", "alpha"] == 20.0
+    assert result.times.loc["sub (pytorch)", "alpha"] == 40.0
 
 
 def test_cli_prints_one_line_and_fails(tmp_path, targets):

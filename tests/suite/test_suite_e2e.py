@@ -9,6 +9,9 @@ import pytest
 from tests.conftest import REPO, run_cli
 
 FIXTURES = os.path.join(REPO, "tests", "suite", "fixtures")
+# The failure reason names the submission's own line, not the harness frame that called it.
+BROKEN_REASON = ("RuntimeError: broken on purpose (at tests/suite/fixtures/broken/submission.py:7"
+                 " in update_params: raise RuntimeError(\"broken on purpose\"))")
 
 
 def suite(tmp_path, data_dir, *extra, env=None):
@@ -35,8 +38,8 @@ def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, t
     # AlgoPerf's layout; the good trial trained to the step limit, the broken one is recorded.
     evals = pd.read_csv(quick / "eval_measurements.csv")
     assert evals["global_step"].iloc[-1] == 5
-    assert json.loads((broken / "failed.json").read_text())["reason"] == (
-        "RuntimeError: broken on purpose")
+    # The reason names the submission's own line, not the harness frame that called it.
+    assert json.loads((broken / "failed.json").read_text())["reason"] == BROKEN_REASON
     assert not (broken / "suite_done.json").exists()
     # Both trials ran at the same time, in separate processes: each started (meta_data_0.json
     # is written at a trial's start) before either finished.
@@ -67,9 +70,11 @@ def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, t
     assert pd.read_csv(tmp_path / "scores" / "scores.csv").equals(scores)
     assert not (quick / "flags_1.json").exists()
 
-    # An interrupted trial (folder without the done marker) is resumed from its checkpoint:
-    # a second start is logged, the evals are not redone, the scores stay the same.
+    # An interrupted trial (killed before its loop ended: no completion marker of the run
+    # and none of the suite) is resumed from its checkpoint: a second start is logged, the
+    # evals are not redone, the scores stay the same.
     os.remove(quick / "suite_done.json")
+    os.remove(quick / "complete.json")
     resumed = suite(tmp_path, tiny_data_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "1 already done" not in resumed.stdout and "1 to run" in resumed.stdout
@@ -95,7 +100,7 @@ def check_wandb(wandb_dir, evals):
     assert "git_hash" in trial["config"]["metadata"]
     broken = runs["broken/study_0/mnist_tiny/trial_1"]
     assert broken["summary"]["failed"] is True
-    assert broken["summary"]["reason"] == "RuntimeError: broken on purpose"
+    assert broken["summary"]["reason"] == BROKEN_REASON
     (pushed,) = runs["scores"]["history"]
     assert pushed["scores/_type"] == "table-file" and pushed["scores/nrows"] == 2
     assert pushed["performance_profile/_type"] == "image-file"

@@ -82,7 +82,7 @@ def test_defaults_are_found_at_run_time(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (dict(submissions=["nope"]), "'nope' has no submission.py"),
+    (dict(submissions=["nope"]), "'nope' has no pytorch submission"),
     (dict(workloads=["mnist_tinyy"]), "unknown workload(s) mnist_tinyy"),
     (dict(num_studies=0), "--num_studies=0"),
     (dict(num_trials=0), "--num_trials=0"),

@@ -11,14 +11,10 @@ class CifarWrnData(DataLayer):
     def load_arrays(self, data_dir: str, split: str) -> Dict[str, np.ndarray]:
         """{'images': uint8 [N, 32, 32, 3], 'labels': int64 [N]}; 'eval_train' is the first
         ``num_eval_train_examples`` train images, evaluated without augmentation."""
-        stored = "train" if split == "eval_train" else split
         if self.dataset == cifar10.TINY_NAME:
-            arrays = cifar10.load_cifar10_tiny(data_dir, stored)
-        else:
-            arrays = cifar10.load_cifar10(data_dir, stored, check_sizes=self.check_sizes)
-        if split == "eval_train":
-            arrays = {k: v[:self.num_eval_train_examples] for k, v in arrays.items()}
-        return arrays
+            return self.read_split(lambda s: cifar10.load_cifar10_tiny(data_dir, s), split)
+        return self.read_split(
+            lambda s: cifar10.load_cifar10(data_dir, s, check_sizes=self.check_sizes), split)
 
     def preprocess(self, arrays, train, rng) -> Dict[str, np.ndarray]:
         """-> {'inputs': float32 [N, 32, 32, 3] standardised (crop + flip when train),

@@ -86,8 +86,11 @@ class CifarWrnTinyDefinition(CifarWrnDefinition):
     first reached at steps 114 / 154 / 130 (42-58 s of submission time on two busy CPU cores,
     one torch thread, ~0.37 s a step); test accuracy there 0.94-0.952 -> test target 0.94.
     For scale: a linear classifier on the pixels plateaus at ~0.86 validation accuracy.
-    Budget 120 s: about 2-3x the time to target, as for mnist_tiny. step_hint 250: the
-    calibration's schedule length (cosine to zero at step 250).
+    Budget 240 s: one budget for both frameworks, and JAX's step is the slower one on a CPU
+    (XLA's convolution backward; ``benchmarks/results/jax_vs_pytorch.json``): the JAX NAdamW
+    baseline needs about 2.2x the PyTorch time to target (120 s, 2-3x PyTorch's, had been
+    the budget). step_hint 250: the calibration's schedule length (cosine to zero at step
+    250).
     """
 
     name = "cifar_wrn_tiny"
@@ -102,6 +105,6 @@ class CifarWrnTinyDefinition(CifarWrnDefinition):
     eval_batch_size = 512  # 1,000 = 512 + a padded partial batch of 488
     validation_target_value = 0.94
     test_target_value = 0.94
-    max_allowed_runtime_sec = 120
+    max_allowed_runtime_sec = 240
     eval_period_time_sec = 10
     step_hint = 250

@@ -21,7 +21,7 @@ import sys
 import weakref
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from typing import Any, Callable, Dict, Optional
 
 import numpy as np
@@ -39,12 +39,10 @@ def _slots(blocks: Dict[str, shared_memory.SharedMemory], buffers, window: int):
 
 
 def _start_worker(make: Make, names: Dict[str, str], window: int) -> None:
-    blocks = {}
-    for buffer, name in names.items():
-        blocks[buffer] = shared_memory.SharedMemory(name=name)
-        # Attaching registers the block with the resource tracker too (Python < 3.13), which
-        # would unlink it when this worker exits; the owner unlinks it.
-        resource_tracker.unregister(blocks[buffer]._name, "shared_memory")
+    # Attaching registers a block with the resource tracker again (Python < 3.13); the
+    # tracker is the parent's (forked and spawned workers share it) and keeps a set, so the
+    # owner's unlink is still the one that frees it.
+    blocks = {buffer: shared_memory.SharedMemory(name=name) for buffer, name in names.items()}
     _worker.update(make=make, blocks=blocks, slots=_slots(blocks, make.buffers, window))
 
 

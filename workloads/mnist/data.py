@@ -11,14 +11,10 @@ class MnistData(DataLayer):
     def load_arrays(self, data_dir: str, split: str) -> Dict[str, np.ndarray]:
         """{'images': uint8 [N, 28, 28], 'labels': int64 [N]}; 'eval_train' is the first
         ``num_eval_train_examples`` training images (unaugmented: MNIST has no augmentation)."""
-        stored = "train" if split == "eval_train" else split
         if self.dataset == mnist_data.TINY_NAME:
-            arrays = mnist_data.load_mnist_tiny(data_dir, stored)
-        else:
-            arrays = mnist_data.load_mnist(data_dir, stored, check_sizes=self.check_sizes)
-        if split == "eval_train":
-            arrays = {k: v[:self.num_eval_train_examples] for k, v in arrays.items()}
-        return arrays
+            return self.read_split(lambda s: mnist_data.load_mnist_tiny(data_dir, s), split)
+        return self.read_split(
+            lambda s: mnist_data.load_mnist(data_dir, s, check_sizes=self.check_sizes), split)
 
     def preprocess(self, arrays, train, rng) -> Dict[str, np.ndarray]:
         """-> {'inputs': float32 [N, 28, 28], (x / 255 - mean) / std; 'targets': int64 [N]}."""
