@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 
 import jax.numpy as jnp  # noqa: E402
 
+from workloads.flax_dropout import Dropout  # noqa: E402
 from workloads.imagenet_vit import definition, models  # noqa: E402
 from workloads.imagenet_vit import flax_models as fm  # noqa: E402
 
@@ -333,7 +334,7 @@ def test_dropout_sites_match_pytorch(switches, monkeypatch):
     flax_sites = []
 
     def fake_flax_dropout(next_fun, args, kwargs, context):
-        if isinstance(context.module, flax_linen.Dropout) and context.method_name == "__call__":
+        if isinstance(context.module, Dropout) and context.method_name == "__call__":
             assert kwargs["deterministic"] is False
             flax_sites.append("/".join(context.module.scope.path))
             return args[0] * (1 + context.module.rate)

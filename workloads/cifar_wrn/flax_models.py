@@ -57,6 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from workloads.flax_dropout import Dropout
+
 ACTIVATIONS: Dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
     "silu": nn.silu,  # x * sigmoid(x), as torch.nn.SiLU
@@ -180,7 +182,7 @@ class BasicBlock(nn.Module):
         y = conv((3, 3), s, padding=pad, name="conv1")(h)
         y = act(norm(self.out_channels, name="norm2")(y, train))
         # Inverted dropout (kept units scaled by 1 / (1 - p)), as F.dropout; only in training.
-        y = nn.Dropout(rate=dropout_rate, deterministic=not train)(y)
+        y = Dropout(rate=dropout_rate, deterministic=not train)(y)
         return skip + conv((3, 3), (1, 1), padding=pad, name="conv2")(y)
 
 
@@ -195,8 +197,9 @@ class WideResNet(nn.Module):
       epsilon: of every norm; 1e-5 is PyTorch's default (the value models.py uses).
       momentum: of BatchNorm's running averages, Flax convention; 0.9 is PyTorch's 0.1.
 
-    Call: ``model.apply(variables, x, train, dropout_rate)``; ``dropout_rate`` is a Python
-    float (static under jit); with train=True and dropout_rate > 0 it needs a 'dropout' rng.
+    Call: ``model.apply(variables, x, train, dropout_rate)``; ``dropout_rate`` is a float or
+    a traced scalar (``flax_dropout``); with train=True and a rate that is not a Python 0 it
+    needs a 'dropout' rng.
     """
 
     depth: int = 16

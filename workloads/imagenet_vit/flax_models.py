@@ -56,6 +56,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from workloads.flax_dropout import Dropout
+
 Array = Any
 Params = Dict[str, Any]
 
@@ -127,7 +129,7 @@ class MlpBlock(nn.Module):
         h = nn.gelu(dense(self.mlp_dim, name="Dense_0")(x), approximate=False)
         if self.use_glu:
             h = h * dense(self.mlp_dim, name="Dense_1")(x)
-        h = nn.Dropout(dropout_rate)(h, deterministic=not train)
+        h = Dropout(dropout_rate)(h, deterministic=not train)
         return dense(x.shape[-1], name="Dense_2" if self.use_glu else "Dense_1")(h)
 
 
@@ -147,7 +149,7 @@ class Encoder1DBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool = False, dropout_rate: float = 0.0) -> Array:
         def drop(y):
-            return nn.Dropout(dropout_rate)(y, deterministic=not train)
+            return Dropout(dropout_rate)(y, deterministic=not train)
 
         ln_0 = _layer_norm(self.layer_norm_epsilon, "LayerNorm_0")
         attention = _attention(self.num_heads, "MultiHeadDotProductAttention_1")
@@ -208,8 +210,8 @@ class ViT(nn.Module):
     Defaults are ViT-S/16 (ours; AlgoPerf's Flax defaults are ViT-B sizes, its workload passes
     S/16). ``train`` turns dropout on; it then draws from the ``'dropout'`` rng at the places of
     ``models.ViT``: after the position embedding, on both residual branches of every block,
-    inside every MLP after the activation (the MAP head's too). ``dropout_rate`` must be a
-    Python float (it decides the graph, as ``F.dropout``'s p does).
+    inside every MLP after the activation (the MAP head's too). ``dropout_rate`` is a float
+    or a traced scalar (``flax_dropout``).
     """
 
     num_classes: int = 1000
@@ -231,7 +233,7 @@ class ViT(nn.Module):
         n, h, w, d = x.shape
         x = x.reshape(n, h * w, d)                                         # row-major tokens
         x = x + self.param("pos_embedding", _sincos_init(h, w), (1, h * w, d), x.dtype)
-        x = nn.Dropout(dropout_rate)(x, deterministic=not train)
+        x = Dropout(dropout_rate)(x, deterministic=not train)
         x = Encoder(depth=self.depth, mlp_dim=self.mlp_dim, num_heads=self.num_heads,
                     use_glu=self.use_glu, use_post_layer_norm=self.use_post_layer_norm,
                     layer_norm_epsilon=self.layer_norm_epsilon,

@@ -44,6 +44,8 @@ import jraph
 import numpy as np
 from flax import linen as nn
 
+from workloads.flax_dropout import Dropout
+
 ACTIVATIONS: Dict[str, Callable] = {
     "relu": nn.relu,
     "gelu": functools.partial(nn.gelu, approximate=True),  # AlgoPerf's, and ours in PyTorch
@@ -61,8 +63,8 @@ class GNN(nn.Module):
     ``graph.nodes`` [N, 9] and ``graph.edges`` [E, 3] float32, ``senders`` / ``receivers``
     int32 [E], ``n_node`` / ``n_edge`` int32 [G] (nodes and edges stored graph by graph, as
     jraph requires); ``graph.globals`` is ignored (replaced by zeros [G, num_outputs]).
-    ``dropout_rate`` is a Python float (static under jit); dropout is active only with
-    ``train=True`` and then draws from the ``'dropout'`` rng.
+    ``dropout_rate`` is a float or a traced scalar (``flax_dropout``); dropout is active only
+    with ``train=True`` and then draws from the ``'dropout'`` rng.
     """
     num_outputs: int = 128
     latent_dim: int = 256
@@ -89,7 +91,7 @@ class GNN(nn.Module):
         activation = ACTIVATIONS[self.activation]
         # One parameterless Dropout shared by every layer (AlgoPerf's); each use draws a fresh
         # key from the 'dropout' stream.
-        dropout = nn.Dropout(rate=dropout_rate, deterministic=not train)
+        dropout = Dropout(rate=dropout_rate, deterministic=not train)
 
         def mlp(*inputs: jnp.ndarray) -> jnp.ndarray:
             """[R, sum of input widths] -> [R, hidden_dims[-1]]; the Dense / LayerNorm names
