@@ -46,6 +46,7 @@ class ExperimentConfig:
     experiment_dir: Optional[str]
     experiment_name: str = "experiment"
     framework: str = "pytorch"
+    jax_layout: str = "auto"  # JAX only: algoperf.backends.jax_layout
     tuning_ruleset: str = "external"
     tuning_search_space: Optional[str] = None
     num_tuning_trials: int = 1
@@ -178,6 +179,9 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
     # Fixed before the submission's module runs: it cannot move them by patching the workload.
     limits = runner.Limits.of(workload, config.tuning_ruleset == "self")
     submission = submission_loader.load_submission(config.submission_path)
+    if config.framework == "jax":
+        layout = backend.use_layout_for(config.jax_layout, submission_loader.source_files())
+        logging.info("%s: JAX %s layout", config.submission_path, layout)
     submission_folder = os.path.dirname(os.path.abspath(config.submission_path))
     data_dir = registry.resolve_data_dir(workload, config.data_dir)
     registry.check_data(workload, data_dir)
@@ -252,7 +256,7 @@ def _run_trial(config, backend, workload, submission, submission_folder, limits,
         lambda: runner.train_once(workload, submission, backend, hyperparameters,
                                   runner.trial_seed(rng_seed, study, trial), trial_dir,
                                   trial_config),
-        trial_dir, label, submission_folder)
+        trial_dir, label, submission_folder, explain=backend.explain_failure)
     for tracker in trackers:
         tracker.finish(result)
     if meta_path is not None:

@@ -368,17 +368,22 @@ def _result(trial_dir, limits: Limits, global_step, train_state, eval_results,
 
 # --- a study: its tuning trials -------------------------------------------------------------
 def run_trial_safely(run: Callable[[], TrialResult], trial_dir: Optional[str],
-                     label: str, submission_folder: Optional[str] = None) -> TrialResult:
+                     label: str, submission_folder: Optional[str] = None,
+                     explain: Optional[Callable[[BaseException], str]] = None) -> TrialResult:
     """Run a trial; if it raises, record why (``failed.json`` + console) and return.
 
     The reason names the innermost line of the submission's own code (under
-    ``submission_folder``) that the error went through."""
+    ``submission_folder``) that the error went through; ``explain(error)``, when it says
+    something (the backend's: a JAX layout the submission is not written for), comes first."""
     try:
         return run()
     except (KeyboardInterrupt, SystemExit, SubmissionError):
         raise
     except Exception as error:  # noqa: BLE001 - any trial failure is recorded, not fatal
         reason = describe_failure(error, submission_folder)
+        cause = explain(error) if explain is not None else ""
+        if cause:
+            reason = f"{cause} (first error: {_shortened(reason)})"
         details = traceback.format_exc()
         logging.error("%s FAILED: %s", label, reason)
         if trial_dir is not None:
@@ -390,6 +395,13 @@ def run_trial_safely(run: Callable[[], TrialResult], trial_dir: Optional[str],
         if isinstance(error, OSError) and error.errno in STORAGE_ERRNOS:
             raise  # the logs cannot be written: no later trial could be either
         return TrialResult(trial_dir=trial_dir, failed=True, reason=reason)
+
+
+def _shortened(text: str, head: int = 200, tail: int = 160) -> str:
+    """XLA's shape errors run to pages: the start and the end (where the submission's line is
+    named); the full traceback is in failed.json's details."""
+    text = " ".join(text.split())
+    return text if len(text) <= head + tail else f"{text[:head]} ... {text[-tail:]}"
 
 
 def trial_seed(rng_seed: int, study: int, trial: int) -> random_utils.Key:

@@ -23,6 +23,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import sysconfig
 import traceback
 from types import ModuleType, TracebackType
 from typing import List, Optional, Set
@@ -48,6 +49,9 @@ class _Scope:
     finder: "_BelowRootsFinder"
     module_name: str
     modules: Set[str] = dataclasses.field(default_factory=set)
+    # The submission file and the Python files of the modules its import brought in, other
+    # than the harness's, the standard library's and installed packages'.
+    source_files: List[str] = dataclasses.field(default_factory=list)
 
 
 _current: Optional[_Scope] = None
@@ -115,12 +119,32 @@ def load_submission(path: str) -> ModuleType:
         raise SubmissionError(f"{path}: importing it failed: "
                               f"{describe_failure(error, scope.folder)}") from None
     finally:
-        scope.modules |= {name for name in set(sys.modules) - before
-                          if _belongs_to(sys.modules.get(name), scope)}
+        added = set(sys.modules) - before
+        scope.modules |= {name for name in added if _belongs_to(sys.modules.get(name), scope)}
+        scope.source_files = [path] + sorted(
+            {f for f in (_own_file(sys.modules.get(name)) for name in added) if f} - {path})
     missing = [f for f in REQUIRED_FUNCTIONS if not callable(getattr(module, f, None))]
     if missing:
         raise SubmissionError(f"{path}: submission does not define {', '.join(missing)}")
     return module
+
+
+def source_files() -> List[str]:
+    """The loaded submission's own code (``_Scope.source_files``); empty when none is loaded."""
+    return list(_current.source_files) if _current is not None else []
+
+
+_INSTALLED = tuple(os.path.abspath(p) for p in {sysconfig.get_paths()[k]
+                                                for k in ("stdlib", "purelib", "platlib")})
+
+
+def _own_file(module: Optional[ModuleType]) -> Optional[str]:
+    name = getattr(module, "__name__", "") or ""
+    path = getattr(module, "__file__", None) or ""
+    if not path.endswith(".py") or name.split(".")[0] in _HARNESS_PACKAGES:
+        return None
+    path = os.path.abspath(path)
+    return None if any(is_within(path, root) for root in _INSTALLED) else path
 
 
 def _enter(path: str) -> _Scope:

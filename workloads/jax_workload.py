@@ -16,7 +16,10 @@ JAX one:
 
 Batches reach the submission as ``jax.Array``s split along their leading axis over the mesh
 (``algoperf.jax_sharding_utils``); under ``jax.jit`` a step then runs data-parallel on every
-device. ``rng`` may be the harness's key (numpy uint32 [2]) or any JAX key; dropout draws from
+device. In the pmap layout (``algoperf.backends.jax_layout``, the backend's ``layout``)
+parameters and model state come with a leading device axis and training batches as
+``[D, B/D, ...]``; ``model_fn`` then runs inside the submission's ``pmap`` on one device's
+piece. ``rng`` may be the harness's key (numpy uint32 [2]) or any JAX key; dropout draws from
 it.
 """
 from typing import Any, Dict, Optional
@@ -26,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algoperf import jax_sharding_utils, random_utils, spec
+from algoperf.backends import jax_layout
 
 
 def as_key(rng) -> jax.Array:
@@ -34,6 +38,12 @@ def as_key(rng) -> jax.Array:
     if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
         return rng
     return rng.astype(jnp.uint32)
+
+
+def _rate(dropout_rate):
+    """A Python number stays one (a zero rate then skips dropout at trace time)."""
+    return float(dropout_rate) if isinstance(dropout_rate, (int, float, np.number)) \
+        else dropout_rate
 
 
 def parameter_types(params: Dict[str, Any], model_state: Dict[str, Any]) -> Dict[str, Any]:
@@ -118,6 +128,14 @@ class JaxModel:
         """Numpy batch -> arrays split along the leading axis over the mesh."""
         return jax_sharding_utils.shard_along_batch_dim(dict(batch))
 
+    def split_per_device(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        """A model batch in the pmap layout: ``[B, ...]`` -> ``[D, B/D, ...]``."""
+        return jax_layout.split_per_device(batch)
+
+    @property
+    def _per_device_layout(self) -> bool:
+        return getattr(self._backend, "layout", jax_layout.JIT) == jax_layout.PMAP
+
     def on_device(self, batch: Dict[str, Any], train: bool,
                   rng: Optional[np.random.Generator]) -> Dict[str, Any]:
         del train, rng
@@ -132,9 +150,16 @@ class JaxModel:
     # --- the seam with DataLayer ------------------------------------------------------------
     def _model_batch(self, batch: Dict[str, np.ndarray], train: bool,
                      rng: Optional[np.random.Generator]) -> Dict[str, Any]:
-        return self.on_device(self.to_model_inputs(batch), train, rng)
+        """Training batches go to the submission in its layout; eval batches stay global
+        (the eval code is the harness's)."""
+        model_batch = self.on_device(self.to_model_inputs(batch), train, rng)
+        return self.split_per_device(model_batch) if train and self._per_device_layout \
+            else model_batch
 
     def _eval_logits(self, params, model_state, batch: Dict[str, Any]) -> np.ndarray:
+        if self._per_device_layout:
+            params = jax_layout.unreplicate_params(params)
+            model_state = jax_layout.average_over_devices(model_state)
         if getattr(self, "_jitted_eval", None) is None:
             def logits(params, model_state, inputs):
                 return self.apply({"params": params, **model_state}, inputs, train=False,
@@ -157,6 +182,9 @@ class JaxModel:
         model_state = {k: v for k, v in variables.items()}
         self._param_shapes = jax.tree_util.tree_map(lambda p: spec.ShapeTuple(p.shape), params)
         self._param_types = parameter_types(params, model_state)
+        if self._per_device_layout:
+            return (jax_layout.replicate_per_device(params),
+                    jax_layout.replicate_per_device(model_state))
         return (jax_sharding_utils.replicate(params),
                 jax_sharding_utils.replicate(model_state))
 
@@ -167,7 +195,8 @@ class JaxModel:
                  model_state: spec.ModelAuxiliaryState, mode: spec.ForwardPassMode,
                  rng: spec.RandomState, update_batch_norm: bool, dropout_rate: float = 0.0,
                  use_running_average_bn: Optional[bool] = None):
-        """``dropout_rate`` must be a Python float (it shapes the program under jit)."""
+        """``dropout_rate``: a float, or a traced scalar when a submission passes it into its
+        jitted step (AlgoPerf's jit baselines do)."""
         inputs = augmented_and_preprocessed_input_batch["inputs"]
         state = dict(model_state or {})
         variables = {"params": params, **state}
@@ -175,10 +204,10 @@ class JaxModel:
             return self.apply(variables, inputs, train=False, dropout_rate=0.0), model_state
         rngs = {"dropout": as_key(rng)} if rng is not None else None
         if "batch_stats" not in state:
-            return self.apply(variables, inputs, train=True, dropout_rate=float(dropout_rate),
+            return self.apply(variables, inputs, train=True, dropout_rate=_rate(dropout_rate),
                               rngs=rngs), model_state
         logits, updated = self.apply(variables, inputs, train=True,
-                                     dropout_rate=float(dropout_rate), rngs=rngs,
+                                     dropout_rate=_rate(dropout_rate), rngs=rngs,
                                      mutable=["batch_stats"])
         new_state = {**state, **updated} if update_batch_norm else model_state
         return logits, new_state

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from algoperf import logger_utils
+from algoperf.backends import jax_compat, jax_layout
 from algoperf.checkpoint_state import CheckpointError
 
 POINTER = "checkpoint_jax.json"
@@ -50,7 +51,24 @@ class JaxBackend:
         import jax
         self._jax = jax
         self.rank = jax.process_index()
+        # How arrays reach the submission (``jax_layout``); set per submission by the run.
+        self.layout = jax_layout.JIT
+        self._source_files: List[str] = []
         _quiet_orbax()
+        jax_compat.restore_removed_names()
+
+    def use_layout_for(self, flag: str, source_files: List[str]) -> str:
+        """Serve the submission whose own code is ``source_files`` the layout of
+        ``--jax_layout`` (``auto``: the one detected in that code)."""
+        self.layout = jax_layout.resolve(flag, source_files)
+        self._source_files = list(source_files)
+        return self.layout
+
+    def explain_failure(self, error: BaseException) -> str:
+        """Why a trial failed when the layout and the submission's generation disagree."""
+        del error
+        return jax_layout.mismatch(self._source_files, self.layout) or "" \
+            if self._source_files else ""
 
     def init(self) -> None:
         """Nothing to join: one process drives every local device."""
@@ -112,7 +130,7 @@ class JaxBackend:
     def info(self) -> Dict[str, Any]:
         devices = self._jax.devices()
         return {"framework": "jax", "jax_version": self._jax.__version__,
-                "world_size": self.world_size, "device": str(devices[0]),
+                "jax_layout": self.layout, "world_size": self.world_size, "device": str(devices[0]),
                 "devices": [str(d) for d in devices], "num_devices": len(devices)}
 
     # --- checkpoints -------------------------------------------------------------------

@@ -79,6 +79,11 @@ class PyTorchBackend:
     # A process's graph batch is one packed graph (DDP splits over processes, not inside one).
     graph_batch_shards = None
 
+    def explain_failure(self, error: BaseException) -> str:
+        """Nothing to add: ``describe_failure`` already names the submission's line."""
+        del error
+        return ""
+
     def info(self) -> Dict[str, Any]:
         info = {"framework": "pytorch", "torch_version": torch.__version__,
                 "world_size": self.world_size, "device": str(self.device)}

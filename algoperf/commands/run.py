@@ -26,6 +26,10 @@ flags.DEFINE_integer("hparam_end_index", None, "One past the last trial index to
 flags.DEFINE_string("experiment_dir", None, "Root folder for logs.")
 flags.DEFINE_string("experiment_name", "experiment", "Sub-folder of --experiment_dir.")
 flags.DEFINE_enum("framework", "pytorch", list(FRAMEWORKS), "Framework implementation.")
+flags.DEFINE_enum("jax_layout", "auto", ["auto", "jit", "pmap"],
+                  "JAX: how arrays reach the submission. jit: global arrays on the device mesh "
+                  "(AlgoPerf today); pmap: a leading device axis (AlgoPerf's pmap generation); "
+                  "auto: pmap if the submission's code uses pmap.")
 flags.DEFINE_integer("rng_seed", None, "Seed of every random choice; drawn and logged if unset.")
 flags.DEFINE_integer("max_global_steps", None, "Stop each trial after this many steps.")
 flags.DEFINE_boolean("resume_last_run", False, "Continue killed trials from their checkpoints.")
@@ -53,7 +57,7 @@ def main(argv) -> None:
     config = experiment.ExperimentConfig(
         workload=FLAGS.workload, submission_path=FLAGS.submission_path,
         experiment_dir=FLAGS.experiment_dir, experiment_name=FLAGS.experiment_name,
-        framework=FLAGS.framework, tuning_ruleset=FLAGS.tuning_ruleset,
+        framework=FLAGS.framework, jax_layout=FLAGS.jax_layout, tuning_ruleset=FLAGS.tuning_ruleset,
         tuning_search_space=FLAGS.tuning_search_space,
         num_tuning_trials=FLAGS.num_tuning_trials, num_studies=FLAGS.num_studies,
         rng_seed=FLAGS.rng_seed, data_dir=FLAGS.data_dir,

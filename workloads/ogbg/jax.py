@@ -4,7 +4,8 @@ A process's batch arrives from the data layer as one packed graph per device, st
 leading device axis (``OgbgData`` packs ``backend.graph_batch_shards`` pieces); each piece
 becomes a ``GraphsTuple``, the stack is split over the mesh, and the model runs on every
 piece (``jax.vmap``), so graphs never span devices. Logits, targets and weights are
-[devices, Gc, 128]; the loss sums over all of them.
+[devices, Gc, 128]; the loss sums over all of them. That stack is also the pmap layout's
+batch: inside the submission's ``pmap`` the model gets one device's ``GraphsTuple``.
 """
 from typing import Any, Dict, Optional
 
@@ -49,7 +50,11 @@ class OgbgJax(JaxModel):
 
     def apply(self, variables, graphs, train: bool, dropout_rate: float, rngs=None,
               mutable=False):
-        """The model on every stacked piece; dropout keys differ per piece."""
+        """The model on every stacked piece; dropout keys differ per piece. Inside a pmap
+        (the pmap layout) ``graphs`` is one device's piece."""
+        if graphs.n_node.ndim == 1:
+            return self._model.apply(variables, graphs, train=train, dropout_rate=dropout_rate,
+                                     rngs=rngs)
         pieces = graphs.n_node.shape[0]
         keys = jax.random.split(rngs["dropout"], pieces) if rngs else None
 
@@ -64,6 +69,10 @@ class OgbgJax(JaxModel):
         return jax_sharding_utils.shard_along_batch_dim(
             {"inputs": stacked_graphs(batch), "targets": batch["labels"],
              "weights": batch["label_mask"]})
+
+    def split_per_device(self, batch):
+        """Already one packed piece per device, stacked along the device axis."""
+        return batch
 
     def model_fn(self, params, augmented_and_preprocessed_input_batch, model_state, mode, rng,
                  update_batch_norm, dropout_rate: Optional[float] = None,
