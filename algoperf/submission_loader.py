@@ -12,8 +12,10 @@ the same first name (this project's own ``submissions``) does not have. Loading 
 submission first unloads the previous one's modules and paths, so two submissions that each
 ship an ``optimizers/`` package never see each other's code.
 
-The submission module is registered under a name fixed by its absolute path, so that objects
-of classes it defines can be pickled into a checkpoint and unpickled by a resumed process.
+The submission module is registered under a name fixed by its absolute path
+(``algoperf_submission_<hash>.<stem>``, in a package over its folder, so relative imports
+work too), so that objects of classes it defines can be pickled into a checkpoint and
+unpickled by a resumed process.
 """
 import dataclasses
 import hashlib
@@ -89,9 +91,15 @@ class _BelowRootsFinder(importlib.abc.MetaPathFinder):
 
 
 def module_name_for(path: str) -> str:
-    """The submission's module name: the same for the same file in every process."""
+    """The name of the package over the submission's folder: the same for the same file in
+    every process (the submission is its module ``<name>.<file stem>``)."""
     digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
     return f"algoperf_submission_{digest}"
+
+
+def _module_stem(path: str) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem if stem.isidentifier() else "submission"
 
 
 def load_submission(path: str) -> ModuleType:
@@ -106,9 +114,17 @@ def load_submission(path: str) -> ModuleType:
     path = os.path.abspath(path)
     unload_current()
     scope = _enter(path)
-    module_spec = importlib.util.spec_from_file_location(scope.module_name, path)
+    # A package over the submission's folder, so that relative imports (``from .inv6 import
+    # Inv``) resolve there, as they do for AlgoPerf's module-path import.
+    package = ModuleType(scope.module_name)
+    package.__path__ = [scope.folder]
+    package.__package__ = scope.module_name
+    sys.modules[scope.module_name] = package
+    name = f"{scope.module_name}.{_module_stem(path)}"
+    scope.modules.add(name)
+    module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
-    sys.modules[scope.module_name] = module
+    sys.modules[name] = module
     before = set(sys.modules)
     try:
         module_spec.loader.exec_module(module)

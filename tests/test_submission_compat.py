@@ -100,6 +100,22 @@ def test_sibling_packages_of_the_same_name_never_see_each_other(tmp_path, tiny_d
     assert losses["sibling_package_b"][-1] == losses["sibling_package_b"][0]
 
 
+def test_a_relative_import_resolves_in_the_submissions_folder(tmp_path, tiny_data_dir):
+    module = submission_loader.load_submission(fixture("relative_import"))
+    assert module.OWNER == "relative_import"
+    assert module.__name__.endswith(".submission")
+    helper = sys.modules[module.__name__.rsplit(".", 1)[0] + ".helpers"]
+    assert helper.__file__ == os.path.join(COMPAT, "relative_import", "helpers.py")
+    submission_loader.unload_current()
+    assert module.__name__ not in sys.modules and helper.__name__ not in sys.modules
+    out = run_cli("run", "--workload=mnist_tiny", f"--submission_path={fixture('relative_import')}",
+                  f"--tuning_search_space={space('relative_import')}",
+                  f"--experiment_dir={tmp_path}", "--experiment_name=exp",
+                  f"--data_dir={tiny_data_dir}", "--max_global_steps=5")
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "exp" / "mnist_tiny_pytorch" / "trial_1" / "failed.json").exists()
+
+
 # --- 4. a package path from the working directory ---
 def test_a_package_path_from_the_working_directory_resolves(tmp_path, tiny_data_dir):
     # This project has a `submissions` package too; the path must reach the cwd's folder.
@@ -214,12 +230,13 @@ def test_check_passes_every_shipped_baseline_on_every_tiny_workload(baseline, ti
 @pytest.mark.slow
 def test_the_suite_runs_every_pattern(tmp_path, tiny_data_dir):
     external = ",".join(os.path.join(COMPAT, n) for n in (
-        "old_package_name", "sibling_package_a", "sibling_package_b", "rich_state"))
+        "old_package_name", "sibling_package_a", "sibling_package_b", "rich_state",
+        "relative_import"))
     out = run_cli("suite", f"--submissions={external}", "--workloads=mnist_tiny",
                   f"--output_dir={tmp_path / 'external'}", f"--data_dir={tiny_data_dir}",
                   "--max_global_steps=30", "--num_workers=2", "--progress_every=1000")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "ran 4 trials" in out.stdout and "(0 failed)" in out.stdout
+    assert "ran 5 trials" in out.stdout and "(0 failed)" in out.stdout
     self_tuning = ",".join([os.path.join(COMPAT, "self_tuning_defaults"),
                             os.path.dirname(ROOT_RELATIVE)])
     out = run_cli("suite", f"--submissions={self_tuning}", "--workloads=mnist_tiny",
