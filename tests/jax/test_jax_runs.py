@@ -33,7 +33,7 @@ def evals(tmp_path, name, workload="mnist_tiny"):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workload", ["mnist_tiny", "ogbg_tiny", "cifar_wrn_tiny"])
+@pytest.mark.parametrize("workload", ["mnist_tiny", "ogbg_tiny"])
 def test_two_devices_give_the_losses_of_one(tmp_path, tiny_data_dir, workload):
     for n in (1, 2):
         out = jax_run(tmp_path, tiny_data_dir, f"d{n}", workload, "--max_global_steps=6",
@@ -43,14 +43,13 @@ def test_two_devices_give_the_losses_of_one(tmp_path, tiny_data_dir, workload):
     meta = json.loads((tmp_path / "d2" / f"{workload}_jax" / "trial_1" /
                        "meta_data_0.json").read_text())
     assert meta["num_devices"] == 2 and meta["framework"] == "jax"
-    # Evals fall where wall time says; steps 1 and 6 are in both runs. On the WRN, float32
-    # rounding of the two partitions grows through BatchNorm and Adam's near-sign first steps
-    # (measured 1.6e-4 by step 12; see test_workload_parity): 1e-3 there, 1e-5 at step 1.
-    late = 1e-3 if workload == "cifar_wrn_tiny" else 1e-5
+    # Evals fall where wall time says; steps 1 and 6 are in both runs. (On the WRN, measured
+    # once: float32 rounding of the two partitions grows through BatchNorm and Adam's
+    # near-sign first steps to 1.6e-4 by step 12; left out of CI for its 160 s.)
     one, two = (frame.set_index("global_step") for frame in (one, two))
     for column in ("train/loss", "validation/loss", "test/loss"):
-        assert two[column][1] == pytest.approx(one[column][1], rel=1e-5), column
-        assert two[column][6] == pytest.approx(one[column][6], rel=late), column
+        for step in (1, 6):
+            assert two[column][step] == pytest.approx(one[column][step], rel=1e-5), column
 
 
 @pytest.mark.slow
