@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := $(if $(GPU),,-c constraints-cpu.txt)
 EXTRAS ?= test,lint,tracking,cluster,jax
 
-.PHONY: install test test-quick suite tiny-benchmark bench-overhead bench-input docker-build lint clean
+.PHONY: install test test-quick suite tiny-benchmark bench-overhead bench-input bench-jax docker-build lint clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,11 @@ bench-overhead: install
 # Input pipeline: loader batches/s vs training steps/s per workload (results in benchmarks/results/).
 bench-input: install
 	$(BIN)/python -m benchmarks.input_pipeline
+
+# JAX vs PyTorch: each tiny workload's NAdamW step and JAX's compile time (results in
+# benchmarks/results/).
+bench-jax: install
+	$(BIN)/python -m benchmarks.jax_vs_pytorch
 
 # Docker images algoperf:cpu and algoperf:cuda (needs a Docker engine).
 docker-build:

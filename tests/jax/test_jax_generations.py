@@ -18,6 +18,7 @@ from algoperf import random_utils, spec, submission_loader  # noqa: E402
 from algoperf.backends import jax_layout  # noqa: E402
 from algoperf.backends.jax import JaxBackend  # noqa: E402
 from tests.conftest import FIXTURES, REPO, run_cli, start_cli, wait_for_rows  # noqa: E402
+from tests.jax.test_jax_runs import assert_same_losses, on_one_and_two_devices  # noqa: E402
 from workloads import registry  # noqa: E402
 
 GENERATIONS = os.path.join(FIXTURES, "jax_generations")
@@ -236,18 +237,12 @@ def test_each_generation_passes_check(name, workloads, tiny_data_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("workload", ["mnist_tiny", "ogbg_tiny"])
 def test_pmap_on_two_devices_gives_the_losses_of_one(tmp_path, tiny_data_dir, workload):
-    for n in (1, 2):
-        out = jax_run(tmp_path, tiny_data_dir, f"d{n}", fixture("pmap_pmean"), workload,
-                      "--max_global_steps=4",
-                      env={"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"})
-        assert out.returncode == 0, out.stderr[-3000:]
-    meta = json.loads((trial_dir(tmp_path, "d2", workload) / "meta_data_0.json").read_text())
-    assert meta["num_devices"] == 2 and meta["jax_layout"] == "pmap"
-    one, two = (pd.read_csv(trial_dir(tmp_path, f"d{n}", workload) / "eval_measurements.csv")
-                .set_index("global_step") for n in (1, 2))
-    for column in ("train/loss", "validation/loss"):
-        for step in (1, 4):
-            assert two[column][step] == pytest.approx(one[column][step], rel=1e-5), column
+    one, two, meta = on_one_and_two_devices(
+        lambda name, env: jax_run(tmp_path, tiny_data_dir, name, fixture("pmap_pmean"),
+                                  workload, "--max_global_steps=4", env=env),
+        tmp_path, workload)
+    assert meta["jax_layout"] == "pmap"
+    assert_same_losses(one, two, (1, 4))
 
 
 @pytest.mark.slow
