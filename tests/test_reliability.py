@@ -99,7 +99,10 @@ def test_trials_die_with_a_killed_suite_driver_and_a_rerun_finishes_them(tmp_pat
     # It ended (at the step limit, or at the 15 s budget on a loaded machine), and only once.
     end = json.loads((trial / "complete.json").read_text())
     assert end["stop_reason"] in ("max_global_steps", "budget spent")
-    assert end["global_step"] == evals["global_step"].iloc[-1]
+    if end["stop_reason"] == "max_global_steps":
+        assert end["global_step"] == evals["global_step"].iloc[-1] == 300
+    else:  # a spent budget is found between evals, and AlgoPerf evaluates no more then
+        assert end["global_step"] >= evals["global_step"].iloc[-1]
 
 
 def test_a_second_suite_on_the_same_folder_is_refused(tmp_path):
