@@ -2,11 +2,10 @@
 submission is written for, the pmap layout's arrays on every tiny workload (the same training
 as the jit layout), one clear error when a submission meets the other layout, and the
 generation fixtures (``tests/fixtures/jax_generations``) through ``check``, ``run`` (two
-devices, kill -9 and resume) and the suite."""
+devices) and the suite. Kill -9 and resume in both layouts: ``test_jax_runs``."""
 import collections
 import json
 import os
-import signal
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ jax = pytest.importorskip("jax")
 from algoperf import random_utils, spec, submission_loader  # noqa: E402
 from algoperf.backends import jax_layout  # noqa: E402
 from algoperf.backends.jax import JaxBackend  # noqa: E402
-from tests.conftest import FIXTURES, REPO, run_cli, start_cli, wait_for_rows  # noqa: E402
+from tests.conftest import FIXTURES, REPO, run_cli  # noqa: E402
 from tests.jax.test_jax_runs import assert_same_losses, on_one_and_two_devices  # noqa: E402
 from workloads import registry  # noqa: E402
 
@@ -243,31 +242,6 @@ def test_pmap_on_two_devices_gives_the_losses_of_one(tmp_path, tiny_data_dir, wo
         tmp_path, workload)
     assert meta["jax_layout"] == "pmap"
     assert_same_losses(one, two, (1, 4))
-
-
-@pytest.mark.slow
-def test_pmap_kill_then_resume_continues_the_trajectory(tmp_path, tiny_data_dir):
-    args = ["run", "--framework=jax", "--workload=mnist_tiny",
-            f"--submission_path={FIXTURES}/slow_pmap_jax.py",
-            f"--tuning_search_space={FIXTURES}/never_reaching_search_space.json",
-            f"--experiment_dir={tmp_path}", "--rng_seed=1", f"--data_dir={tiny_data_dir}",
-            "--max_global_steps=300"]
-    csv = trial_dir(tmp_path, "killed") / "eval_measurements.csv"
-    proc = start_cli(*args, "--experiment_name=killed")
-    wait_for_rows(csv, 3, timeout=300)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert pd.read_csv(csv)["global_step"].iloc[-1] < 300
-    out = run_cli(*args, "--experiment_name=killed", "--resume_last_run")
-    assert out.returncode == 0, out.stderr[-3000:]
-    resumed = pd.read_csv(csv)
-    assert resumed["global_step"].is_unique and resumed["global_step"].is_monotonic_increasing
-    assert resumed["global_step"].iloc[-1] == 300 and set(resumed["preemption_count"]) == {0, 1}
-    out = run_cli(*args, "--experiment_name=whole")
-    assert out.returncode == 0, out.stderr[-3000:]
-    whole = pd.read_csv(trial_dir(tmp_path, "whole") / "eval_measurements.csv")
-    assert resumed["validation/loss"].iloc[-1] == pytest.approx(
-        whole["validation/loss"].iloc[-1], rel=1e-6)
 
 
 @pytest.mark.slow

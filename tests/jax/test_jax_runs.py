@@ -66,9 +66,11 @@ def test_two_devices_give_the_losses_of_one(tmp_path, tiny_data_dir, workload):
 
 
 @pytest.mark.slow
-def test_kill_then_resume_continues_the_trajectory(tmp_path, tiny_data_dir):
+@pytest.mark.parametrize("slowed", ["slow_nadamw_jax.py", "slow_pmap_jax.py"],
+                         ids=["jit", "pmap"])  # both generations' layouts
+def test_kill_then_resume_continues_the_trajectory(tmp_path, tiny_data_dir, slowed):
     args = ["run", "--framework=jax", "--workload=mnist_tiny",
-            f"--submission_path={FIXTURES}/slow_nadamw_jax.py",
+            f"--submission_path={FIXTURES}/{slowed}",
             f"--tuning_search_space={FIXTURES}/never_reaching_search_space.json",
             f"--experiment_dir={tmp_path}", "--rng_seed=1", f"--data_dir={tiny_data_dir}",
             "--max_global_steps=400"]
