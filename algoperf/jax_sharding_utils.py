@@ -23,9 +23,9 @@ def _mesh(devices: tuple) -> Mesh:
     return Mesh(list(devices), (AXIS,))
 
 
-def get_mesh() -> Mesh:
-    """The one-axis mesh of every device this process sees."""
-    return _mesh(tuple(jax.devices()))
+def get_mesh(devices=None) -> Mesh:
+    """The one-axis mesh of every device this process sees (or of ``devices``)."""
+    return _mesh(tuple(devices if devices is not None else jax.devices()))
 
 
 def get_replicate_sharding(mesh: Optional[Mesh] = None) -> NamedSharding:

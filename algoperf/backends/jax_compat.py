@@ -11,24 +11,16 @@ import functools
 import inspect
 from typing import Any, Callable, Dict, Sequence
 
-
-def _device_put_replicated(x: Any, devices: Sequence[Any]):
-    """``[len(devices), ...]``: a copy of ``x`` on each of ``devices``."""
-    import jax
-    import jax.numpy as jnp
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    sharding = NamedSharding(Mesh(list(devices), ("_replicated",)), PartitionSpec("_replicated"))
-    return jax.tree_util.tree_map(
-        lambda leaf: jax.device_put(jnp.broadcast_to(leaf, (len(devices),) + jnp.shape(leaf)),
-                                    sharding), x)
+from algoperf.backends import jax_layout
 
 
 def _device_put_sharded(shards: Sequence[Any], devices: Sequence[Any]):
     """``shards[i]`` on ``devices[i]``, stacked along a new leading axis."""
     import jax
     import numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    sharding = NamedSharding(Mesh(list(devices), ("_sharded",)), PartitionSpec("_sharded"))
+
+    from algoperf import jax_sharding_utils
+    sharding = jax_sharding_utils.get_batch_dim_sharding(jax_sharding_utils.get_mesh(devices))
     return jax.tree_util.tree_map(lambda *leaves: jax.device_put(np.stack(leaves), sharding),
                                   *shards)
 
@@ -49,7 +41,7 @@ def _removed_names() -> Dict[str, Callable]:
     return {"tree_map": tree.tree_map, "tree_leaves": tree.tree_leaves,
             "tree_flatten": tree.tree_flatten, "tree_unflatten": tree.tree_unflatten,
             "tree_structure": tree.tree_structure, "tree_transpose": tree.tree_transpose,
-            "device_put_replicated": _device_put_replicated,
+            "device_put_replicated": jax_layout.replicate_per_device,
             "device_put_sharded": _device_put_sharded}
 
 

@@ -113,16 +113,18 @@ def mismatch(source_files: Sequence[str], layout: str) -> Optional[str]:
 
 
 # --- the pmap layout's arrays ----------------------------------------------------------------
-def replicate_per_device(tree):
-    """Each array with a leading device axis, one copy per device (``jax_utils.replicate``)."""
+def replicate_per_device(tree, devices=None):
+    """Each array with a leading device axis, one copy per device of ``devices`` (default:
+    all), split along that axis (``jax_utils.replicate``, ``jax.device_put_replicated``)."""
     import jax
     import jax.numpy as jnp
 
     from algoperf import jax_sharding_utils
-    sharding = jax_sharding_utils.get_batch_dim_sharding()
-    count = jax.device_count()
+    devices = list(devices) if devices is not None else jax.devices()
+    sharding = jax_sharding_utils.get_batch_dim_sharding(jax_sharding_utils.get_mesh(devices))
     return jax.tree_util.tree_map(
-        lambda x: jax.device_put(jnp.broadcast_to(x, (count,) + tuple(x.shape)), sharding), tree)
+        lambda x: jax.device_put(jnp.broadcast_to(x, (len(devices),) + jnp.shape(x)), sharding),
+        tree)
 
 
 def split_per_device(tree):

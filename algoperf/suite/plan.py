@@ -22,6 +22,7 @@ import os
 from typing import List, Optional, Sequence
 
 from algoperf import logger_utils, random_utils
+from algoperf.backends import FRAMEWORKS
 
 DONE_FILE = "suite_done.json"
 OUTPUT_FILE = "suite_output.log"
@@ -102,7 +103,7 @@ def submission_root(submission_path: str) -> str:
     """The folder a submission's search spaces sit in: its file's folder, or the one above
     when the file is a framework's (``<folder>/jax/submission.py``)."""
     folder = os.path.dirname(os.path.abspath(submission_path))
-    return os.path.dirname(folder) if os.path.basename(folder) in ("pytorch", "jax") else folder
+    return os.path.dirname(folder) if os.path.basename(folder) in FRAMEWORKS else folder
 
 
 def shipped_submissions(submissions_dir: str = REPO_SUBMISSIONS_DIR,
