@@ -164,10 +164,16 @@ class DataLayer:
         """Per-batch sums that add up over batches and processes (default: loss, accuracy)."""
         return softmax_cross_entropy_sums(logits, batch["targets"], batch["weights"])
 
+    def _eval_variables(self, params, model_state):
+        """The (params, model_state) that ``_eval_logits`` takes, made once per split from
+        the submission's (the framework's model mixin may convert its layout)."""
+        return params, model_state
+
     def _eval_model_on_split(self, split: str, num_examples: int, global_batch_size: int,
                              params, model_state, rng, data_dir: str,
                              global_step: int = 0) -> Dict[str, float]:
         del rng, global_step
+        params, model_state = self._eval_variables(params, model_state)
         names, sums, seen = None, None, 0.0
         for batch in self._eval_batches(split, data_dir, global_batch_size, num_examples):
             logits = self._eval_logits(params, model_state, self._model_batch(batch, False, None))

@@ -156,10 +156,15 @@ class JaxModel:
         return self.split_per_device(model_batch) if train and self._per_device_layout \
             else model_batch
 
-    def _eval_logits(self, params, model_state, batch: Dict[str, Any]) -> np.ndarray:
+    def _eval_variables(self, params, model_state):
+        """The pmap layout's per-device copies made one: device 0's parameters, the mean of
+        the per-device BatchNorm statistics."""
         if self._per_device_layout:
-            params = jax_layout.unreplicate_params(params)
-            model_state = jax_layout.average_over_devices(model_state)
+            return (jax_layout.unreplicate_params(params),
+                    jax_layout.average_over_devices(model_state))
+        return params, model_state
+
+    def _eval_logits(self, params, model_state, batch: Dict[str, Any]) -> np.ndarray:
         if getattr(self, "_jitted_eval", None) is None:
             def logits(params, model_state, inputs):
                 return self.apply({"params": params, **model_state}, inputs, train=False,

@@ -83,6 +83,7 @@ class OgbgData(DataLayer):
                              params, model_state, rng, data_dir: str,
                              global_step: int = 0) -> Dict[str, float]:
         del rng, global_step
+        params, model_state = self._eval_variables(params, model_state)
         graphs = self.load_arrays(data_dir, split)
         rank, world = self._backend.rank, self._backend.world_size
         # No bigger than the split (rounded to the processes): a small split is one batch
