@@ -24,7 +24,7 @@ import json
 import os
 import secrets
 import shutil
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from absl import logging
 
@@ -47,6 +47,7 @@ class ExperimentConfig:
     experiment_name: str = "experiment"
     framework: str = "pytorch"
     jax_layout: str = "auto"  # JAX only: algoperf.backends.jax_layout
+    clock: Optional[str] = None  # algoperf.clocks; None: the workload's
     tuning_ruleset: str = "external"
     tuning_search_space: Optional[str] = None
     num_tuning_trials: int = 1
@@ -128,27 +129,31 @@ def _prepare_dir(path: str, config: ExperimentConfig) -> None:
     os.makedirs(path, exist_ok=True)
 
 
-def _logged_seed(config: ExperimentConfig) -> Optional[Tuple[int, str]]:
-    """(rng_seed, the flags file it was read from) of an experiment being resumed."""
+def _logged(config: ExperimentConfig, filename: str, read: Callable[[dict], object]
+            ) -> Optional[Tuple[object, str]]:
+    """(value, the file it was read from) of the first trial of an experiment being resumed
+    whose ``filename`` (flags_0.json, meta_data_0.json) gives one (``read``: None if not)."""
     if not (config.resume_last_run and config.experiment_dir):
         return None
     for study in range(config.num_studies):
         for trial_dir in _trial_dirs(workload_dir(config, study)):
-            path = os.path.join(trial_dir, "flags_0.json")
+            path = os.path.join(trial_dir, filename)
             try:
                 with open(path) as f:
-                    seed = json.load(f).get("rng_seed")
-            except (OSError, ValueError):
+                    value = read(json.load(f))
+            except (OSError, ValueError, AttributeError):
                 continue
-            if isinstance(seed, int):
-                return seed, path
+            if value is not None:
+                return value, path
     return None
 
 
 def _seed(config: ExperimentConfig) -> int:
     """A resumed experiment keeps the seed it started with; a different --rng_seed is an
     error (the data stream and the next trials' points would silently change)."""
-    logged = _logged_seed(config)
+    logged = _logged(config, "flags_0.json",
+                     lambda flags: flags.get("rng_seed") if isinstance(
+                         flags.get("rng_seed"), int) else None)
     if logged is None:
         return config.rng_seed if config.rng_seed is not None else secrets.randbits(31)
     seed, path = logged
@@ -157,6 +162,16 @@ def _seed(config: ExperimentConfig) -> int:
                               f"that this experiment started with ({path}); drop --rng_seed "
                               "to resume it")
     return seed
+
+
+def _check_clock(config: ExperimentConfig, limits: runner.Limits) -> None:
+    """A resumed experiment keeps the clock its logged times are in."""
+    logged = _logged(config, "meta_data_0.json",
+                     lambda meta: (meta.get("limits") or {}).get("clock"))
+    if logged is not None and logged[0] != limits.clock:
+        raise ExperimentError(f"--clock={limits.clock} conflicts with the clock "
+                              f"{logged[0]!r} that this experiment's times are in "
+                              f"({logged[1]}); resume it with --clock={logged[0]}")
 
 
 def _draw_points(config: ExperimentConfig, rng_seed: int, study: int):
@@ -177,7 +192,8 @@ def run_experiment(config: ExperimentConfig, workload=None) -> List[runner.Trial
     backend.init()
     workload = workload or registry.get_workload(config.workload, config.framework, backend)
     # Fixed before the submission's module runs: it cannot move them by patching the workload.
-    limits = runner.Limits.of(workload, config.tuning_ruleset == "self")
+    limits = runner.Limits.of(workload, config.tuning_ruleset == "self", config.clock)
+    _check_clock(config, limits)
     submission = submission_loader.load_submission(config.submission_path)
     if config.framework == "jax":
         layout = backend.use_layout_for(config.jax_layout, submission_loader.source_files())

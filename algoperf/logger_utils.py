@@ -155,6 +155,9 @@ def collect_metadata(rng_seed: int, framework_info: Dict[str, Any]) -> Dict[str,
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        # The cores this process may run on (the suite pins each worker's trials).
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+        else None,
         "hostname": platform.node(),
         "packages": _package_versions(
             ["algoperf", "torch", "numpy", "pandas", "absl-py", "jax", "jaxlib", "flax", "optax"]),

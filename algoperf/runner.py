@@ -11,7 +11,9 @@ One trial, on one screen (``train_once``):
     stop:     budget spent | validation and test targets reached | TrainingCompleteError
               | --max_global_steps
 
-The clock waits for the device (``backend.clock``) and is the max over processes under DDP.
+The clock waits for the device (``backend.clock``) and is the max over processes under DDP;
+it reads the workload's clock (``algoperf.clocks``: wall time, AlgoPerf's rule, or the tiny
+tier's process CPU time) unless the experiment chose another.
 Budget, eval period and targets are read once (``Limits``) before any submission code runs, so
 a submission that patches its workload object cannot move them; every call into the
 submission runs inside ``eval_guard.submission_code()``, so its reads of held-out data are
@@ -28,7 +30,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import logging
 
-from algoperf import benchmark_rules, eval_guard, logger_utils, random_utils, spec
+from algoperf import benchmark_rules, clocks, eval_guard, logger_utils, random_utils, spec
 from algoperf.submission_loader import SubmissionError, describe_failure
 
 STOP_MAX_STEPS = "max_global_steps"
@@ -49,11 +51,15 @@ class Limits:
     target_metric_name: str
     validation_target_value: float
     test_target_value: float
+    clock: str = clocks.WALL     # what every logged time is measured on (algoperf.clocks)
 
     @classmethod
-    def of(cls, workload, self_tuning: bool) -> "Limits":
+    def of(cls, workload, self_tuning: bool, clock: Optional[str] = None) -> "Limits":
+        """``clock``: overrides the workload's (``workload.clock``)."""
         runtime = float(workload.max_allowed_runtime_sec)
-        return cls(max_allowed_runtime_sec=runtime,
+        clock = clock or workload.clock
+        clocks.reader(clock)  # an unknown name fails here, before anything runs
+        return cls(max_allowed_runtime_sec=runtime, clock=clock,
                    budget_sec=benchmark_rules.budget_sec(runtime, self_tuning),
                    eval_period_time_sec=float(workload.eval_period_time_sec),
                    target_metric_name=str(workload.target_metric_name),
@@ -138,6 +144,7 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
                trial_dir: Optional[str], config: TrialConfig) -> TrialResult:
     """Train one trial. ``trial_dir`` None: log nothing (tests, benchmarks)."""
     limits = config.limits or Limits.of(workload, config.self_tuning)
+    backend.read_time = clocks.reader(limits.clock)
     chief = backend.is_chief
     global_batch_size = global_batch_size_for(submission, workload)
     if global_batch_size % backend.world_size:

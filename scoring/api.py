@@ -129,8 +129,9 @@ def score_runs(runs: Runs, config: ScoringConfig) -> ScoreResult:
                            "num_workloads": len(base)}, index=pd.Index(submissions,
                                                                        name="submission"))
     samples, speedup_samples = None, None
-    if config.bootstrap_samples > 0:
-        cubes = stats.study_cubes(studies, submissions, base + held_out)
+    cubes = stats.study_cubes(studies, submissions, base + held_out)
+    # With one study per cell every replicate is the point estimate: no interval to print.
+    if config.bootstrap_samples > 0 and max(cube.shape[1] for cube in cubes) > 1:
         samples, time_samples = stats.bootstrap_scores(cubes, score_fn,
                                                        config.bootstrap_samples, config.seed)
         scores["ci_low"], scores["ci_high"] = stats.percentile_interval(samples,

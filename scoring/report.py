@@ -67,6 +67,8 @@ def describe_config(result) -> str:
     if result.bootstrap is not None:
         parts.append(f"{c.confidence:.0%} CI: bootstrap over studies, "
                      f"{c.bootstrap_samples} samples")
+    elif c.bootstrap_samples > 0:
+        parts.append("no CI: one study per submission (a bootstrap over studies needs two)")
     return " | ".join(parts)
 
 

@@ -33,6 +33,7 @@ import json
 import math
 import os
 import statistics
+import sys
 from typing import Dict, List, Optional
 
 import torch
@@ -70,6 +71,42 @@ def one_run(workload_name: str, submission_path: str, point: Dict, seed: int, ma
             "evals": [{"step": s, "time_s": round(e["score"], 2),
                        "validation": e[f"validation/{metric}"], "test": e[f"test/{metric}"]}
                       for s, e in result.eval_results]}
+
+
+def time_to_target(workload_name: str, submission_path: str, point: Dict, rng_seed: int,
+                   data_dir: Optional[str], eval_period_s: float) -> Dict[str, object]:
+    """One run to the workload's targets, as the suite's trial 1 of a study with seed
+    ``rng_seed`` runs (same key, the workload's clock and budget), evaluated every
+    ``eval_period_s``: ``{"rng_seed", "time_to_target_s" (None: missed), "step"}``."""
+    workload = registry.get_workload(workload_name)
+    workload.eval_period_time_sec = eval_period_s
+    config = runner.TrialConfig(data_dir=registry.resolve_data_dir(workload, data_dir),
+                                save_checkpoints=False)
+    result = runner.train_once(workload, submission_loader.load_submission(submission_path),
+                               PyTorchBackend(), hyperparameters_from_dict(point),
+                               runner.trial_seed(rng_seed, 0, 1), None, config)
+    return {"rng_seed": rng_seed, "step": result.global_step,
+            "time_to_target_s": None if result.time_to_target is None
+            else round(result.time_to_target, 3)}
+
+
+def calibrate_eval_period(workload_name: str, runs: List[dict], fraction: float = 0.05
+                          ) -> Dict[str, object]:
+    """The eval period that resolves NAdamW's time to target to ``fraction`` of it:
+    ``fraction`` x the median over ``runs`` (``time_to_target``), rounded down to 2
+    significant digits. Raises ValueError when fewer than half the runs reach the target."""
+    times = [r["time_to_target_s"] for r in runs if r["time_to_target_s"] is not None]
+    if 2 * len(times) < len(runs):
+        raise ValueError(f"{workload_name}: only {len(times)} of {len(runs)} runs reached "
+                         "the targets; no median time to target")
+    median = statistics.median(times)
+    raw = fraction * median
+    digits = 1 - math.floor(math.log10(raw))
+    period = math.floor(raw * 10 ** digits) / 10 ** digits
+    return {"rule": f"eval period = {fraction:g} x median NAdamW time to target, rounded down "
+                    "to 2 significant digits", "runs": runs,
+            "median_time_to_target_s": median, "eval_period_s": period,
+            "resolution": round(period / median, 4)}
 
 
 def _round_easy(x: float, decimals: int, lower_better: bool) -> float:
@@ -138,6 +175,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--decimals", type=int, default=2)
     parser.add_argument("--validation_target", type=float, default=None)
     parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--calibrate_eval_period", action="store_true",
+                        help="instead of setting targets: run to the workload's targets with "
+                             "the suite's seeds (studies 0..seeds-1 of rng_seed 0), evaluating "
+                             "every --eval_period_s, and add the eval period that resolves "
+                             "the median time to target to 5%% to --out as "
+                             "'eval_period_calibration'")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     point = TINY_POINT
@@ -146,6 +189,25 @@ def main(argv: Optional[List[str]] = None) -> None:
             point = json.load(f)
         point = point[0] if isinstance(point, list) else point
     definition = registry.get_definition(args.workload)
+    if args.calibrate_eval_period:
+        from algoperf.suite.plan import study_seed
+        runs = []
+        for study in range(args.seeds):
+            runs.append(time_to_target(args.workload, args.submission, point,
+                                       study_seed(0, study), args.data_dir, args.eval_period_s))
+            print(json.dumps(runs[-1]), flush=True)
+        calibration = dict(calibrate_eval_period(args.workload, runs),
+                           clock=definition.clock, measured_eval_period_s=args.eval_period_s,
+                           command="python -m workloads.target_setting "
+                                   + " ".join(argv if argv is not None else sys.argv[1:]))
+        with open(args.out) as f:
+            recorded = json.load(f)
+        recorded["eval_period_calibration"] = calibration
+        with open(args.out, "w") as f:
+            json.dump(recorded, f, indent=2)
+        print(json.dumps({k: calibration[k] for k in ("median_time_to_target_s",
+                                                      "eval_period_s")}))
+        return
     max_steps = args.max_steps or definition.step_hint
     runs = []
     for seed in range(args.seeds):

@@ -10,7 +10,7 @@ import sys
 
 from absl import flags, logging
 
-from algoperf import experiment, folder_lock, search_space, submission_loader, tracking
+from algoperf import clocks, experiment, folder_lock, search_space, submission_loader, tracking
 from algoperf.backends import FRAMEWORKS
 
 flags.DEFINE_string("workload", None, "Workload name, e.g. mnist_tiny, imagenet_vit.")
@@ -30,6 +30,10 @@ flags.DEFINE_enum("jax_layout", "auto", ["auto", "jit", "pmap"],
                   "JAX: how arrays reach the submission. jit: global arrays on the device mesh "
                   "(AlgoPerf today); pmap: a leading device axis (AlgoPerf's pmap generation); "
                   "auto: pmap if the submission's code uses pmap.")
+flags.DEFINE_enum("clock", None, list(clocks.CLOCKS),
+                  "What submission time is measured on (algoperf.clocks): wall (AlgoPerf's "
+                  "rule) or process_cpu (this process's CPU seconds); default: the workload's "
+                  "(wall, the _tiny tier process_cpu).")
 flags.DEFINE_integer("rng_seed", None, "Seed of every random choice; drawn and logged if unset.")
 flags.DEFINE_integer("max_global_steps", None, "Stop each trial after this many steps.")
 flags.DEFINE_boolean("resume_last_run", False, "Continue killed trials from their checkpoints.")
@@ -57,7 +61,8 @@ def main(argv) -> None:
     config = experiment.ExperimentConfig(
         workload=FLAGS.workload, submission_path=FLAGS.submission_path,
         experiment_dir=FLAGS.experiment_dir, experiment_name=FLAGS.experiment_name,
-        framework=FLAGS.framework, jax_layout=FLAGS.jax_layout, tuning_ruleset=FLAGS.tuning_ruleset,
+        framework=FLAGS.framework, jax_layout=FLAGS.jax_layout, clock=FLAGS.clock,
+        tuning_ruleset=FLAGS.tuning_ruleset,
         tuning_search_space=FLAGS.tuning_search_space,
         num_tuning_trials=FLAGS.num_tuning_trials, num_studies=FLAGS.num_studies,
         rng_seed=FLAGS.rng_seed, data_dir=FLAGS.data_dir,

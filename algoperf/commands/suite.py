@@ -15,7 +15,7 @@ import sys
 
 from absl import flags, logging
 
-from algoperf import folder_lock, tracking
+from algoperf import clocks, folder_lock, tracking
 from algoperf.suite import driver, plan
 from algoperf.suite.task import TrialTask
 
@@ -37,6 +37,11 @@ flags.DEFINE_enum("tuning_ruleset", "external", list(plan.RULESET_DIRS),
 flags.DEFINE_integer("num_workers", os.cpu_count() or 1,
                      "Trials run at once by the local executor, each in its own process with "
                      "cores / num_workers threads.")
+flags.DEFINE_boolean("pin_cores", True, "Local executor: pin each worker's trials to its own "
+                     "share of the cores (none when there are more workers than cores).")
+flags.DEFINE_enum("clock", None, list(clocks.CLOCKS),
+                  "What submission time is measured on (algoperf.clocks); default: each "
+                  "workload's (wall, the _tiny tier process_cpu).")
 flags.DEFINE_integer("rng_seed", 0, "Seed of the whole suite (study j: fold_in(seed, j)).")
 flags.DEFINE_string("data_dir", None, "Prepared / generated data (default: the user cache).")
 flags.DEFINE_integer("max_global_steps", None, "Stop each trial after this many steps.")
@@ -87,9 +92,7 @@ def main(argv) -> None:
             _fail(str(error), folder_lock.EXIT_IN_USE)
         to_run, _ = driver.select(trials, FLAGS.retry_failed)
         if FLAGS.executor == "local" and FLAGS.num_workers > 1:
-            print(f"suite: note: {FLAGS.num_workers} trials share {os.cpu_count()} cores; the "
-                  "clock is wall time, so anything else running here slows every trial "
-                  "(--num_workers=1 on an idle machine for timings you publish)", flush=True)
+            print(f"suite: note: {_sharing_note(executor, workloads)}", flush=True)
         _prepare_data(sorted({t.workload for t in to_run}))
         summary = driver.run_plan(trials, _task_factory(), executor, FLAGS.retry_failed,
                                   FLAGS.progress_every)
@@ -118,7 +121,21 @@ def _executor():
             os.path.join(FLAGS.output_dir, "slurm"), partition=FLAGS.slurm_partition,
             account=FLAGS.slurm_account, time_min=FLAGS.slurm_time_min,
             gpus_per_job=FLAGS.gpus_per_job, cpus_per_job=FLAGS.cpus_per_job)
-    return executors.LocalExecutor(FLAGS.num_workers)
+    return executors.LocalExecutor(FLAGS.num_workers, FLAGS.pin_cores)
+
+
+def _sharing_note(executor, workloads) -> str:
+    """How the trials running at once share this machine, and what that does to the clock."""
+    from workloads import registry
+    cores = os.cpu_count()
+    where = (f"pinned to {len(executor.core_sets[0])} core(s) each" if executor.core_sets
+             else "sharing every core")
+    on_wall = sorted(name for name in workloads
+                     if (FLAGS.clock or registry.get_definition(name).clock) == clocks.WALL)
+    clock = (f"the clock is wall time on {', '.join(on_wall)}, so anything else running here "
+             "slows those trials (--num_workers=1 on an idle machine for timings you publish)"
+             if on_wall else "the clock is each trial's process CPU time (algoperf.clocks)")
+    return f"{FLAGS.num_workers} trials at once on {cores} cores, {where}; {clock}"
 
 
 def _task_factory():
@@ -129,6 +146,8 @@ def _task_factory():
 
     from algoperf import tracking
     extra = tracking.passthrough_flags(FLAGS.flag_values_dict())
+    if FLAGS.clock:
+        extra = (*extra, f"--clock={FLAGS.clock}")
 
     def make_task(spec: plan.TrialSpec) -> TrialTask:
         return TrialTask(spec, data_dir=data_dir, max_global_steps=FLAGS.max_global_steps,

@@ -4,13 +4,16 @@ Both take a ``TrialTask`` and hand back a handle with ``done()`` and ``result()`
 suite's loop (``algoperf.suite.driver.run_plan``) is one code path for both:
 
     LocalExecutor(num_workers)   a thread per worker slot; each thread runs TrialTask(), which
-                                 waits on its own child process (the trial)
+                                 waits on its own child process (the trial); each slot owns
+                                 its share of the cores, and its trials are pinned to it
     SlurmExecutor(folder, ...)   one Slurm job per trial (submitit pickles the TrialTask; the
                                  job runs it on the node and pickles the TrialOutcome back)
 """
 import concurrent.futures
+import dataclasses
 import os
-from typing import Optional
+import queue
+from typing import List, Optional, Tuple
 
 from algoperf.suite.plan import SuiteError
 from algoperf.suite.task import TrialOutcome, TrialTask, stop_running_children
@@ -19,15 +22,27 @@ from algoperf.suite.task import TrialOutcome, TrialTask, stop_running_children
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, num_workers: int):
+    def __init__(self, num_workers: int, pin_cores: bool = True):
         if num_workers < 1:
             raise SuiteError(f"--num_workers={num_workers}: must be >= 1")
         self.num_workers = num_workers
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=num_workers,
                                                            thread_name_prefix="trial")
+        self.core_sets = core_sets(num_workers) if pin_cores else None
+        self._free_cores: "queue.SimpleQueue[Tuple[int, ...]]" = queue.SimpleQueue()
+        for cores in self.core_sets or ():
+            self._free_cores.put(cores)
 
     def submit(self, task: TrialTask):
-        return self._pool.submit(task)
+        return self._pool.submit(self._run_pinned if self.core_sets else task, task)
+
+    def _run_pinned(self, task: TrialTask) -> TrialOutcome:
+        """Run ``task`` on a free slot's cores (one slot per worker thread, so one is free)."""
+        cores = self._free_cores.get()
+        try:
+            return dataclasses.replace(task, cores=cores)()
+        finally:
+            self._free_cores.put(cores)
 
     @staticmethod
     def outcome(handle, task: TrialTask) -> TrialOutcome:
@@ -40,6 +55,19 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def core_sets(num_workers: int) -> Optional[List[Tuple[int, ...]]]:
+    """This process's cores in ``num_workers`` disjoint, equal shares (a spare core goes
+    unused), or None when there are fewer cores than workers (trials then share them)."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None
+    share = len(cores) // num_workers
+    if share == 0:
+        return None
+    return [tuple(cores[i * share:(i + 1) * share]) for i in range(num_workers)]
 
 
 class SlurmExecutor:

@@ -17,6 +17,7 @@ folder another live process owns (``algoperf run`` exits with ``EXIT_IN_USE``) i
 in use, never recorded as failed: its owner is still working on it.
 """
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -56,6 +57,8 @@ class TrialTask:
     # The suite's working directory: a submission's imports by package path start there, as
     # in AlgoPerf (algoperf.submission_loader).
     cwd: str = dataclasses.field(default_factory=os.getcwd)
+    # The cores the trial's process is pinned to (the local executor's slot); None: any.
+    cores: Optional[Tuple[int, ...]] = None
 
     def command(self) -> List[str]:
         """The ``algoperf run`` command line of this one trial."""
@@ -86,11 +89,12 @@ class TrialTask:
         os.makedirs(trial_dir, exist_ok=True)
         start = time.time()
         with open(os.path.join(trial_dir, OUTPUT_FILE), "a") as log:
-            log.write(f"$ {' '.join(self.command())}\n")
+            pinned = f" (pinned to cores {','.join(map(str, self.cores))})" if self.cores else ""
+            log.write(f"$ {' '.join(self.command())}{pinned}\n")
             log.flush()
             child = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment(),
-                cwd=self.cwd, preexec_fn=_in_trial_process)
+                cwd=self.cwd, preexec_fn=functools.partial(_in_trial_process, self.cores))
             with _RUNNING_LOCK:
                 _RUNNING.add(child)
             try:
@@ -130,15 +134,19 @@ class TrialTask:
         return submitit.helpers.DelayedSubmission(self)
 
 
-def _in_trial_process() -> None:
+def _in_trial_process(cores: Optional[Tuple[int, ...]]) -> None:
     """Runs in the trial's process before ``algoperf run`` starts.
 
+    - Pinned to ``cores`` (when given): a trial keeps its own cores and caches, and the other
+      trials' work (their evals, a JAX compile) never runs on them.
     - SIGTERM when the parent dies, however it dies (Linux); if it is already gone, now.
     - Under Slurm, preemption's SIGUSR2 is for submitit (this job's Python process, which
       requeues the task); the trial keeps training until Slurm stops it and then resumes from
       its last eval checkpoint.
     """
     import signal
+    if cores:
+        os.sched_setaffinity(0, cores)
     _die_with_parent(signal.SIGTERM)
     if "SLURM_JOB_ID" in os.environ:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)

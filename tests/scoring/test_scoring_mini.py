@@ -259,3 +259,16 @@ def test_cli_exact_integral_without_held_out(mini_root, mini_targets, tmp_path):
     scores = pd.read_csv(tmp_path / "scores.csv", index_col="submission")["score"]
     assert scores["broken"] == pytest.approx(0.5 * (4 - 30 / 27.5) / 3 + 0.5 * 1.9 / 3)
     assert not (tmp_path / "performance_profile.png").exists()
+
+
+def test_one_study_prints_no_interval(mini_root, mini_targets, tmp_path):
+    import shutil
+    root = tmp_path / "runs"
+    shutil.copytree(mini_root, root)
+    for study_1 in root.glob("*/study_1*"):
+        shutil.rmtree(study_1)
+    result = scoring.score(scoring.load_runs(str(root), mini_targets), num_studies=1,
+                           bootstrap_samples=100)
+    assert "ci_low" not in result.scores and result.bootstrap is None
+    assert "no CI: one study per submission" in report.describe_config(result)
+    assert "CI" not in report.score_headers(result)[-2]

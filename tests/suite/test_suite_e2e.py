@@ -48,6 +48,13 @@ def test_suite_runs_in_parallel_isolates_failures_scores_and_resumes(tmp_path, t
     finished = min(json.loads((quick / "suite_done.json").read_text())["finished_at"],
                    os.path.getmtime(broken / "failed.json"))
     assert started < finished
+    # Each worker's trials are pinned to its own cores (two workers: one share each).
+    if len(os.sched_getaffinity(0)) >= 2:
+        cores = [json.loads((d / "meta_data_0.json").read_text())["cpu_affinity"]
+                 for d in (quick, broken)]
+        assert all(cores) and not set(cores[0]) & set(cores[1]), cores
+        assert "pinned to cores" in (quick / "suite_output.log").read_text()
+        assert "pinned to 1 core(s) each" in out.stdout or "core(s) each" in out.stdout
     # Progress, failure report, the score table, report and plot.
     assert "2/2 finished (1 done, 1 failed)" in out.stdout
     assert "FAILED broken/mnist_tiny/study_0/trial_1: RuntimeError: broken on purpose" in \

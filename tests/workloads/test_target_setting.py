@@ -1,7 +1,12 @@
 """AlgoPerf's target-setting rule (workloads.target_setting) on hand-made trajectories."""
+import json
+import os
+
 import pytest
 
-from workloads.target_setting import summarise
+from tests.conftest import REPO
+from workloads import registry
+from workloads.target_setting import calibrate_eval_period, summarise
 
 
 def run(seed, *evals):
@@ -48,3 +53,29 @@ def test_fixed_validation_target_only_derives_the_test_target():
 def test_no_run_reaching_the_target_is_an_error():
     with pytest.raises(ValueError, match="no run reached"):
         summarise(ACCURACY_RUNS, margin=0.0, decimals=2, validation_target=0.99)
+
+
+def test_calibrated_eval_period_is_5_percent_of_the_median_rounded_down():
+    runs = [{"rng_seed": s, "step": 1, "time_to_target_s": t}
+            for s, t in enumerate([23.609, 30.075, 20.313])]
+    calibration = calibrate_eval_period("w", runs)
+    assert calibration["median_time_to_target_s"] == 23.609
+    assert calibration["eval_period_s"] == 1.1  # 0.05 x 23.609 = 1.18 -> 1.1
+    assert calibrate_eval_period("w", runs[:1])["eval_period_s"] == 1.1
+    missed = [dict(r, time_to_target_s=None) for r in runs[:2]] + runs[2:]
+    with pytest.raises(ValueError, match="only 1 of 3 runs reached"):
+        calibrate_eval_period("w", missed)
+
+
+@pytest.mark.parametrize("name", ["mnist_tiny", "cifar_wrn_tiny", "ogbg_tiny",
+                                  "imagenet_vit_tiny"])
+def test_every_tiny_eval_period_resolves_nadamws_time_to_target_to_5_percent(name):
+    definition = registry.get_definition(name)
+    family = definition.base_workload_name
+    with open(os.path.join(REPO, "workloads", family, "tiny_targets.json")) as f:
+        calibration = json.load(f)["eval_period_calibration"]
+    assert calibration["clock"] == definition.clock
+    assert len(calibration["runs"]) >= 3
+    assert all(r["time_to_target_s"] is not None for r in calibration["runs"])
+    assert definition.eval_period_time_sec <= 0.05 * calibration["median_time_to_target_s"]
+    assert definition.eval_period_time_sec == calibration["eval_period_s"]
