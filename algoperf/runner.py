@@ -55,9 +55,10 @@ class Limits:
 
     @classmethod
     def of(cls, workload, self_tuning: bool, clock: Optional[str] = None) -> "Limits":
-        """``clock``: overrides the workload's (``workload.clock``)."""
+        """``clock``: overrides the workload's (``workload.clock``; a workload that names
+        none, such as a user's own AlgoPerf workload class, is on AlgoPerf's wall time)."""
         runtime = float(workload.max_allowed_runtime_sec)
-        clock = clock or workload.clock
+        clock = clock or getattr(workload, "clock", clocks.WALL)
         clocks.reader(clock)  # an unknown name fails here, before anything runs
         return cls(max_allowed_runtime_sec=runtime, clock=clock,
                    budget_sec=benchmark_rules.budget_sec(runtime, self_tuning),
@@ -279,7 +280,6 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
             goals_reached = (train_state["validation_goal_reached"]
                              and train_state["test_goal_reached"])
             eval_end = backend.clock()
-            train_state["last_eval_time"] = eval_end
             train_state["accumulated_eval_time"] += eval_end - eval_start
             latest.update(
                 score=train_state["accumulated_submission_time"],
@@ -300,7 +300,12 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
             if config.save_checkpoints and chief:
                 save(latest["total_duration"])
             backend.barrier()
-            train_state["accumulated_logging_time"] += backend.clock() - logging_start
+            logging_end = backend.clock()
+            train_state["accumulated_logging_time"] += logging_end - logging_start
+            # The next period starts once this eval point's logs and checkpoint are written
+            # (as AlgoPerf's earlier runner did): a checkpoint that takes longer than a short
+            # eval period (the tiny tier's) must not make every step an eval.
+            train_state["last_eval_time"] = logging_end
         train_state["last_step_end_time"] = backend.clock()
 
     end_time = backend.clock()

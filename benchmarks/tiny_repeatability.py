@@ -5,7 +5,8 @@ workload's NAdamW baseline trains ``steps`` steps (a bare loop of data_selection
 update_params, one torch thread) in three set-ups, each read on both clocks
 (``algoperf.clocks``):
 
-    alone     one process, pinned to core 0, nothing else running
+    alone     one process, pinned to core 0, nothing else running (``--repeats`` times, one
+              after another: the machine's own run-to-run spread)
     pinned    two identical processes at once, pinned to cores 0 and 1 (the suite's default)
     unpinned  two identical processes at once, each free to run on any core
 
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -93,27 +95,36 @@ def _times(procs: List[subprocess.Popen]) -> List[Dict[str, float]]:
     return out
 
 
-def sharing(workloads: List[str]) -> Dict[str, object]:
+def sharing(workloads: List[str], repeats: int = 3) -> Dict[str, object]:
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         raise SystemExit("--part sharing needs two cores")
     table = {}
     for name in workloads:
         steps = STEPS[name]
-        alone = _times([_worker(name, steps, [cores[0]])])[0]
+        runs = [_times([_worker(name, steps, [cores[0]])])[0] for _ in range(repeats)]
+        alone = {clock: statistics.median(r[clock] for r in runs)
+                 for clock in ("wall_s", "cpu_s")}
         pinned = _times([_worker(name, steps, [c]) for c in cores[:2]])
         unpinned = _times([_worker(name, steps, None) for _ in range(2)])
-        row = {"steps": steps, "alone": alone, "pinned": pinned, "unpinned": unpinned}
+        row = {"steps": steps, "alone_runs": runs, "alone": alone, "pinned": pinned,
+               "unpinned": unpinned}
+        for clock in ("wall_s", "cpu_s"):  # the machine's own run-to-run spread, idle
+            row[f"alone_{clock[:-2]}_max_over_min"] = round(
+                max(r[clock] for r in runs) / min(r[clock] for r in runs), 3)
         for setup in ("pinned", "unpinned"):
             for clock in ("wall_s", "cpu_s"):
                 row[f"{setup}_{clock[:-2]}_slowdown"] = [
                     round(t[clock] / alone[clock], 3) for t in row[setup]]
         table[name] = row
-        print(f"{name:18s} alone {alone['wall_s']:.2f} s | slowdown wall / cpu: pinned "
-              f"{row['pinned_wall_slowdown']} / {row['pinned_cpu_slowdown']}, unpinned "
-              f"{row['unpinned_wall_slowdown']} / {row['unpinned_cpu_slowdown']}", flush=True)
-    return {"what": "seconds of `steps` NAdamW steps; slowdown = seconds / alone's, per clock",
-            "workloads": table}
+        print(f"{name:18s} alone {alone['wall_s']:.2f} s (max/min over {repeats}: wall "
+              f"{row['alone_wall_max_over_min']}, cpu {row['alone_cpu_max_over_min']}) | "
+              f"slowdown wall / cpu: pinned {row['pinned_wall_slowdown']} / "
+              f"{row['pinned_cpu_slowdown']}, unpinned {row['unpinned_wall_slowdown']} / "
+              f"{row['unpinned_cpu_slowdown']}", flush=True)
+    return {"what": "seconds of `steps` NAdamW steps; alone: median of `repeats` runs one "
+                    "after another (max_over_min: their spread); slowdown = seconds / alone's "
+                    "median, per clock", "repeats": repeats, "workloads": table}
 
 
 def _scores(runs_dir: str, workloads: List[str]):
@@ -165,6 +176,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["sharing", "suite"])
     parser.add_argument("--workloads", default=",".join(STEPS))
+    parser.add_argument("--repeats", type=int, default=3, help="--part sharing: runs alone")
     parser.add_argument("--output_dir", default=os.path.join(REPO, "experiments",
                                                              "repeatability"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -177,7 +189,7 @@ def main(argv=None) -> None:
     if not args.part:
         parser.error("--part is required (sharing or suite)")
     from benchmarks import results_io
-    entry = sharing(args.workloads.split(",")) if args.part == "sharing" \
+    entry = sharing(args.workloads.split(","), args.repeats) if args.part == "sharing" \
         else suite(args.output_dir)
     results_io.save("tiny_repeatability", {"parts": {args.part: entry}}, merge_into="parts")
 

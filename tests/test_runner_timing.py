@@ -139,6 +139,18 @@ def test_evals_start_after_first_step_then_every_eval_period():
     assert workload.evals[-1] == 57  # first eval at or after step 50
 
 
+def test_the_eval_period_starts_after_the_eval_points_logging():
+    # Logging and checkpointing an eval point take 30 s here, three periods: were the period
+    # counted from the end of the eval, every step would be an eval.
+    backend = FakeClockBackend()
+    workload = ScriptedWorkload(backend, budget=1e9, eval_period=10.0, target=0.05, gain=0.001)
+
+    def slow_logging(step, row):
+        backend.now += 30.0
+    run(workload, make_submission(backend), backend, on_eval=slow_logging)
+    assert workload.evals[:4] == [1, 9, 17, 25] and workload.evals[-1] == 57
+
+
 def test_stops_when_validation_and_test_targets_reached():
     backend = FakeClockBackend()
     workload = ScriptedWorkload(backend, budget=1e9, eval_period=0.0, target=0.05, gain=0.01)
