@@ -34,8 +34,12 @@ def nadamw_reaches_the_targets(tmp_path, workload_name: str, data_dir: str,
                         "eval_measurements.csv")
     last = evals.iloc[-1]
     metric = definition.target_metric_name
-    assert last[f"validation/{metric}"] >= definition.validation_target_value
-    assert last[f"test/{metric}"] >= definition.test_target_value
+    # Each target counts once reached (as in AlgoPerf), so the run stops at the eval that
+    # reaches the second one; the first may have dipped below its target by then.
+    validation = evals[f"validation/{metric}"] >= definition.validation_target_value
+    test = evals[f"test/{metric}"] >= definition.test_target_value
+    assert validation.any() and test.any()
+    assert len(evals) - 1 == max(validation.argmax(), test.argmax())
     assert last["validation/num_examples"] == definition.num_validation_examples
     assert last["score"] < definition.max_allowed_runtime_sec
     # Data generation, start-up and evals come on top of the score; a guard against a hang,
