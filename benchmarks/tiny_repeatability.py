@@ -32,6 +32,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = {"mnist_tiny": 3000, "cifar_wrn_tiny": 40, "ogbg_tiny": 80, "imagenet_vit_tiny": 12}
 
@@ -152,9 +154,8 @@ def suite(output_dir: str) -> Dict[str, object]:
     order1 = list(s1.sort_values(ascending=False, kind="stable").index)
     order2 = list(s2.sort_values(ascending=False, kind="stable").index)
     diff = (s1 - s2.reindex(s1.index)).abs()
-    ratio = (t2.reindex_like(t1) / t1)
-    finite = ratio.stack()
-    finite = finite[finite.map(lambda x: x == x and abs(x) != float("inf"))]
+    ratio = (t2.reindex_like(t1) / t1).stack()
+    finite = ratio[np.isfinite(ratio)]
     summary = {
         "scores": {"run_1": s1.round(4).to_dict(), "run_2": s2.round(4).to_dict()},
         "rank_order": {"run_1": order1, "run_2": order2},

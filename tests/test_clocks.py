@@ -1,7 +1,9 @@
 """The trial's clock (``algoperf.clocks``): wall time, AlgoPerf's rule, or the process's CPU
 time, the tiny tier's; and the suite's pinning of each worker's trials to its own cores."""
+import dataclasses
 import json
 import os
+from typing import Optional, Tuple
 
 import pandas as pd
 import pytest
@@ -68,3 +70,25 @@ def test_core_sets_split_this_process_cores_evenly(monkeypatch):
     assert executors.core_sets(2) == [(0, 1), (2, 3)]  # the fifth core is left idle
     assert executors.core_sets(5) == [(0,), (1,), (2,), (3,), (6,)]
     assert executors.core_sets(6) is None  # more workers than cores: no pinning
+
+
+@dataclasses.dataclass
+class CoresSeen:
+    """A stand-in TrialTask: its outcome is the cores the executor pinned it to."""
+    cores: Optional[Tuple[int, ...]] = None
+
+    def __call__(self):
+        return self.cores
+
+
+@pytest.mark.parametrize("pin_cores", [True, False])
+def test_the_local_executor_runs_tasks_pinned_or_not(pin_cores):
+    executor = executors.LocalExecutor(2, pin_cores=pin_cores)
+    try:
+        seen = [executor.submit(CoresSeen()).result(timeout=30) for _ in range(3)]
+    finally:
+        executor.close()
+    if not pin_cores or executor.core_sets is None:
+        assert seen == [None] * 3
+    else:
+        assert all(cores in executor.core_sets for cores in seen)

@@ -34,7 +34,9 @@ class LocalExecutor:
             self._free_cores.put(cores)
 
     def submit(self, task: TrialTask):
-        return self._pool.submit(self._run_pinned if self.core_sets else task, task)
+        if self.core_sets:
+            return self._pool.submit(self._run_pinned, task)
+        return self._pool.submit(task)
 
     def _run_pinned(self, task: TrialTask) -> TrialOutcome:
         """Run ``task`` on a free slot's cores (one slot per worker thread, so one is free)."""
