@@ -3,6 +3,8 @@
     plan ──(trial_state: done/failed skipped)──> to_run ──submit──> executor (≤ num_workers)
                                                       <──outcome── done / failed
 
+Trials are submitted in ``plan.run_order``: a workload's submissions side by side.
+
 Progress lines (every ``progress_every`` seconds and at every finished trial):
 
     suite: 5/12 finished (4 done, 1 failed), 2 running, 5 queued | 3m02s elapsed, ETA 3m40s
@@ -16,7 +18,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, TextIO
 
-from algoperf.suite.plan import TrialSpec, trial_state
+from algoperf.suite.plan import TrialSpec, run_order, trial_state
 from algoperf.suite.task import TrialOutcome, TrialTask
 
 
@@ -87,7 +89,7 @@ def run_plan(plan: List[TrialSpec], make_task: Callable[[TrialSpec], TrialTask],
           f"{len(to_run)} to run on {executor.name}"
           + (f" with {executor.num_workers} workers" if executor.num_workers else ""),
           file=out, flush=True)
-    tasks = [make_task(spec) for spec in to_run]
+    tasks = [make_task(spec) for spec in run_order(to_run)]
     handles = [(executor.submit(task), task) for task in tasks]
     outcomes: List[TrialOutcome] = []
     pending = list(handles)

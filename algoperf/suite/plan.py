@@ -169,6 +169,29 @@ def make_plan(output_dir: str, submissions: Sequence[str], workloads: Sequence[s
     return plan
 
 
+def run_order(trials: Sequence[TrialSpec]) -> List[TrialSpec]:
+    """The order in which trials start: framework by framework, study by study, workload by
+    workload (the longest budget first), and within a workload each submission in turn.
+
+    Performance profiles compare submissions within one workload, so a workload's trials run
+    side by side: the workers run the same workload at once, and a machine whose speed drifts
+    over the suite's minutes slows the submissions being compared alike, instead of favouring
+    whichever ran in a fast minute. The longest budgets go first so that the short trials are
+    left to fill the workers at the end. Unknown workloads (test fixtures) sort last."""
+    from workloads import registry
+
+    def budget(workload: str) -> float:
+        try:
+            return float(registry.get_definition(workload).max_allowed_runtime_sec)
+        except registry.UnknownWorkloadError:
+            return 0.0
+    order = {w: i for i, w in enumerate(sorted({t.workload for t in trials},
+                                               key=lambda w: (-budget(w), w)))}
+    frameworks = {f: i for i, f in enumerate(dict.fromkeys(t.framework for t in trials))}
+    return sorted(trials, key=lambda t: (frameworks[t.framework], t.study, order[t.workload],
+                                         t.trial, t.submission))
+
+
 def _check_workloads(workloads: Sequence[str]) -> None:
     from workloads import registry
     unknown = [w for w in workloads if w not in registry.WORKLOADS]

@@ -38,6 +38,17 @@ def test_plan_is_the_full_product_in_algoperf_layout(tmp_path):
     assert "self_tuning" in self_tuning[0].trial_dir and self_tuning[0].search_space_path is None
 
 
+def test_trials_start_workload_by_workload_with_the_submissions_side_by_side(tmp_path):
+    trials = make(tmp_path, workloads=["mnist_tiny", "cifar_wrn_tiny"], num_trials=1)
+    started = [(t.study, t.workload, t.submission) for t in plan.run_order(trials)]
+    # cifar_wrn_tiny's budget (240 s) is longer than mnist_tiny's (15 s): it goes first.
+    assert started == [(0, "cifar_wrn_tiny", "broken"), (0, "cifar_wrn_tiny", "quick"),
+                       (0, "mnist_tiny", "broken"), (0, "mnist_tiny", "quick"),
+                       (1, "cifar_wrn_tiny", "broken"), (1, "cifar_wrn_tiny", "quick"),
+                       (1, "mnist_tiny", "broken"), (1, "mnist_tiny", "quick")]
+    assert sorted(started) == sorted((t.study, t.workload, t.submission) for t in trials)
+
+
 def test_tiny_workloads_take_the_tiny_search_space_when_one_is_shipped(tmp_path):
     for name in ("both", "full_only"):
         (tmp_path / name).mkdir()

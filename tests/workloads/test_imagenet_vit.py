@@ -165,6 +165,29 @@ def test_train_loader_follows_the_epoch_permutation_and_is_deterministic(prepare
     assert not np.array_equal(other["images"], a[0]["images"])
 
 
+def test_cached_decodes_give_the_same_batches_and_decode_each_image_once(prepared,
+                                                                          monkeypatch):
+    split = imagenet.load_jpeg_split(prepared[0], "imagenet", "train")
+    aug = imagenet.AugmentConfig()
+    decoded = []
+    real_decode = imagenet.decode
+    monkeypatch.setattr(imagenet, "decode", lambda b: decoded.append(1) or real_decode(b))
+
+    def take(**kw):   # 6 batches of 4 from 9 examples: 3 epochs
+        loader = imagenet.ImageLoader(split, 4, 16, seed=5, aug=aug, **kw)
+        return [next(loader)["images"] for _ in range(6)]
+
+    plain = take()
+    assert len(decoded) == 24
+    decoded.clear()
+    cached = take(cache_decoded=True)
+    assert len(decoded) == 9          # every example once, in the first epoch
+    for x, y in zip(plain, cached):   # the crops still differ epoch to epoch, as uncached
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(plain, take(cache_decoded=True, num_workers=2, chunk=2)):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_skip_resumes_at_the_same_batch_and_workers_agree(prepared):
     data = prepared[0]
     split = imagenet.load_jpeg_split(data, "imagenet", "train")

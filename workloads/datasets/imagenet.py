@@ -397,8 +397,11 @@ class _Chunks:
     """
 
     def __init__(self, split: JpegSplit, batch_size: int, part: Tuple[int, int], chunk: int,
-                 size: int, seed: int, train: bool, aug: AugmentConfig, resize_size: int):
+                 size: int, seed: int, train: bool, aug: AugmentConfig, resize_size: int,
+                 cache_decoded: bool = False):
         self.split, self.batch_size, self.size = split, batch_size, size
+        # example index -> its decoded image, in the process that makes the chunks
+        self._decoded: Optional[Dict[int, Image.Image]] = {} if cache_decoded else None
         self.lo, self.hi = part
         self.chunk = max(1, min(chunk, self.hi - self.lo))
         self.seed, self.train, self.aug, self.resize_size = seed, train, aug, resize_size
@@ -428,7 +431,7 @@ class _Chunks:
         weights = np.zeros(stop - start, dtype=np.float32)
         for j, position in enumerate(range(start, min(stop, len(indices)))):
             i = indices[position]
-            image = decode(self.split.jpeg(i))
+            image = self._decode(i)
             if self.train:
                 images[j] = augment_train(image, example_rng(self.seed, b, position),
                                           self.size, self.aug)
@@ -437,6 +440,16 @@ class _Chunks:
                                                             self.resize_size))
             labels[j], weights[j] = self.split.labels[i], 1.0
         return {"labels": labels, "weights": weights, "batch": b, "count": stop - start}
+
+    def _decode(self, i: int) -> Image.Image:
+        """Example i decoded. Decoding is deterministic and the transforms make new images,
+        so with ``cache_decoded`` each example is decoded once and later epochs reuse it."""
+        if self._decoded is None:
+            return decode(self.split.jpeg(i))
+        image = self._decoded.get(i)
+        if image is None:
+            image = self._decoded[i] = decode(self.split.jpeg(i))
+        return image
 
 
 class ImageLoader:
@@ -455,19 +468,22 @@ class ImageLoader:
         default the whole batch.
       num_workers: worker processes (0: decode in this process). Each makes whole chunks of
         ``chunk`` examples; up to ``prefetch`` chunks per worker are in flight.
+      cache_decoded: keep every decoded image in the memory of the process that decoded it
+        (each worker's), so that only the first epoch decodes: for splits that fit in memory.
+        The batches are the same either way.
     """
 
     def __init__(self, split: JpegSplit, batch_size: int, size: int, seed: int = 0,
                  train: bool = True, aug: Optional[AugmentConfig] = None,
                  resize_size: int = 256, part: Optional[Tuple[int, int]] = None,
                  num_workers: int = 0, chunk: int = 32, prefetch: int = 4,
-                 start_batch: int = 0):
+                 start_batch: int = 0, cache_decoded: bool = False):
         if train and len(split) < batch_size:
             raise ValueError(f"only {len(split)} examples, fewer than one batch of "
                              f"{batch_size}")
         part = part or (0, batch_size)
         self._chunks = _Chunks(split, batch_size, part, chunk, size, seed, train,
-                               aug or AugmentConfig(), resize_size)
+                               aug or AugmentConfig(), resize_size, cache_decoded)
         self._num_workers, self._prefetch, self._train = num_workers, prefetch, train
         self._start = start_batch
         self._pool = None

@@ -12,7 +12,9 @@ tier, so that decoding the next batch overlaps the current step on a second core
 
 Eval: every example once, in order, padded batches with weights (the loader's eval mode);
 with ``cache_eval`` (tiny tier) the decoded eval batches are kept in memory after the first
-eval, since they never change.
+eval, since they never change. With ``cache_decoded_train`` (tiny tier) each loader worker
+keeps the train images it decoded, so only the first epoch decodes (the augmentation after
+decoding is drawn afresh for every batch).
 """
 import os
 from typing import Dict, Iterator
@@ -106,7 +108,7 @@ class ImagenetVitData(DataLayer):
         loader = imagenet.ImageLoader(
             split, global_batch_size, self.center_crop_size, seed, train=True,
             aug=self._augment(), part=self._part(global_batch_size),
-            num_workers=self._workers())
+            num_workers=self._workers(), cache_decoded=self.cache_decoded_train)
         return ImageSource(loader, seed)
 
     def _eval_batches(self, split: str, data_dir: str, global_batch_size: int,
