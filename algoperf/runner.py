@@ -4,7 +4,8 @@ One trial, on one screen (``train_once``):
 
     untimed:  input queue, model init, init_optimizer_state (and resume from a checkpoint)
     loop:     data_selection + update_params                    <- on the clock
-              every eval_period_time_sec since the last eval:
+              every eval_period_time_sec since the last eval (on a step grid, at steps
+              1, k, 2k, ... where the workload sets eval_period_steps = k: the tiny tier):
                 prepare_for_eval                                 <- on the clock
                 budget check: accumulated submission time < budget, else stop, no eval
                 eval on train/validation/test, log, checkpoint   <- off the clock
@@ -38,6 +39,14 @@ STOP_MAX_STEPS = "max_global_steps"
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
+def _positive_int_or_none(value) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"eval_period_steps={value!r}: expected a positive integer or None")
+    return int(value)
+
+
 class TrialFailed(RuntimeError):
     """A trial that cannot go on (NaN loss, broken API); recorded, the next trial runs."""
 
@@ -52,6 +61,7 @@ class Limits:
     validation_target_value: float
     test_target_value: float
     clock: str = clocks.WALL     # what every logged time is measured on (algoperf.clocks)
+    eval_period_steps: Optional[int] = None   # a step grid instead of the time rule
 
     @classmethod
     def of(cls, workload, self_tuning: bool, clock: Optional[str] = None) -> "Limits":
@@ -65,7 +75,17 @@ class Limits:
                    eval_period_time_sec=float(workload.eval_period_time_sec),
                    target_metric_name=str(workload.target_metric_name),
                    validation_target_value=float(workload.validation_target_value),
-                   test_target_value=float(workload.test_target_value))
+                   test_target_value=float(workload.test_target_value),
+                   eval_period_steps=_positive_int_or_none(
+                       getattr(workload, "eval_period_steps", None)))
+
+    def eval_due(self, global_step: int, since_last_eval: float) -> bool:
+        """Whether the step just taken is an eval point. AlgoPerf's rule: an
+        ``eval_period_time_sec`` of the clock has passed since the last one (the first step
+        is one). On a step grid: steps 1, k, 2k, ..., the same steps in every run."""
+        if self.eval_period_steps:
+            return global_step == 1 or global_step % self.eval_period_steps == 0
+        return since_last_eval >= self.eval_period_time_sec
 
     def reached_validation(self, result: Dict[str, float]) -> bool:
         return benchmark_rules.reached(result.get(f"validation/{self.target_metric_name}"),
@@ -252,8 +272,8 @@ def train_once(workload, submission: ModuleType, backend, hyperparameters, rng,
         train_state["accumulated_submission_time"] += (
             train_step_end_time - train_state["last_step_end_time"])
 
-        if not ((train_step_end_time - train_state["last_eval_time"])
-                >= limits.eval_period_time_sec or train_state["training_complete"]):
+        if not (limits.eval_due(global_step, train_step_end_time - train_state["last_eval_time"])
+                or train_state["training_complete"]):
             train_state["last_step_end_time"] = train_step_end_time
             continue
 

@@ -123,15 +123,17 @@ def test_a_submission_patching_its_workload_changes_nothing(tmp_path, tiny_data_
                             submission=f"{FIXTURES}/budget_patcher.py"))
     assert out.returncode == 0, out.stderr
     evals = pd.read_csv(trial_dir(tmp_path) / "eval_measurements.csv")
-    # Targets of 0 would have stopped it at step 1; an eval period of 10**6 s would have left
-    # the evals after step 1 and the last step only (250 steps of ~1 ms of CPU time, an eval
-    # every 0.063 s of it: >= 3).
-    assert evals["global_step"].iloc[-1] == 250 and len(evals) >= 3
+    # Targets of 0 would have stopped it at step 1; an eval period of 10**6 steps would have
+    # left the evals after step 1 and the last step only (the tier's step grid: 1, k, 2k, ...).
+    k = MnistTinyDefinition.eval_period_steps
+    assert list(evals["global_step"]) == [1] + list(range(k, 251, k)) + (
+        [250] if 250 % k else [])
     meta = json.loads((trial_dir(tmp_path) / "meta_data_0.json").read_text())
     assert meta["limits"] == {"max_allowed_runtime_sec": 15.0, "budget_sec": 15.0,
                               "eval_period_time_sec": MnistTinyDefinition.eval_period_time_sec,
                               "target_metric_name": "accuracy", "clock": "process_cpu",
-                              "validation_target_value": 0.97, "test_target_value": 0.955}
+                              "validation_target_value": 0.97, "test_target_value": 0.955,
+                              "eval_period_steps": MnistTinyDefinition.eval_period_steps}
     # Its reads of held-out data are in the metadata, with its own line.
     assert meta["eval_data_accessed_by_submission"] is True
     whats = [a["what"] for a in meta["eval_data_accesses"]]

@@ -151,6 +151,32 @@ def test_the_eval_period_starts_after_the_eval_points_logging():
     assert workload.evals[:4] == [1, 9, 17, 25] and workload.evals[-1] == 57
 
 
+def test_on_a_step_grid_the_eval_steps_do_not_depend_on_the_clock():
+    """eval_period_steps = 8: steps 1, 8, 16, ..., however long each step takes, so that two
+    runs of the same training evaluate the same steps (the tiny tier)."""
+    evals = []
+    for step_seconds in (1.0, 2.5):
+        backend = FakeClockBackend()
+        workload = ScriptedWorkload(backend, budget=1e9, eval_period=10.0, target=0.05,
+                                    gain=0.001)
+        workload.eval_period_steps = 8
+        submission = make_submission(backend)
+        honest_update = submission.update_params
+
+        def update_params(*args, **kwargs):
+            backend.now += step_seconds - STEP
+            return honest_update(*args, **kwargs)
+        submission.update_params = update_params
+        result = run(workload, submission, backend)
+        evals.append(workload.evals)
+        assert result.time_to_target == pytest.approx(56 * (step_seconds + DATA))
+    assert evals[0] == evals[1] == [1, 8, 16, 24, 32, 40, 48, 56]
+    for bad in (0, 2.5, True):
+        workload.eval_period_steps = bad
+        with pytest.raises(ValueError, match="eval_period_steps"):
+            runner.Limits.of(workload, self_tuning=False)
+
+
 def test_stops_when_validation_and_test_targets_reached():
     backend = FakeClockBackend()
     workload = ScriptedWorkload(backend, budget=1e9, eval_period=0.0, target=0.05, gain=0.01)
@@ -256,6 +282,7 @@ def test_a_submission_cannot_move_budget_targets_or_eval_period_it_is_held_to():
     def init_optimizer_state(workload, params, model_state, hparams, rng):
         workload.max_allowed_runtime_sec = 1e9
         workload.eval_period_time_sec = 0.0
+        workload.eval_period_steps = 1
         workload.validation_target_value = workload.test_target_value = 0.0
         return honest_init(workload, params, model_state, hparams, rng)
     submission.init_optimizer_state = init_optimizer_state

@@ -60,6 +60,7 @@ def one_run(workload_name: str, submission_path: str, point: Dict, seed: int, ma
     workload.validation_target_value = never  # never stop: see the whole trajectory
     workload.test_target_value = never
     workload.eval_period_time_sec = eval_period_s
+    workload.eval_period_steps = None  # every eval_period_s, even on a step-grid tier
     workload.max_allowed_runtime_sec = math.inf  # max_steps ends the run
     config = runner.TrialConfig(data_dir=registry.resolve_data_dir(workload, data_dir),
                                 save_checkpoints=False, max_global_steps=max_steps)
@@ -74,39 +75,57 @@ def one_run(workload_name: str, submission_path: str, point: Dict, seed: int, ma
 
 
 def time_to_target(workload_name: str, submission_path: str, point: Dict, rng_seed: int,
-                   data_dir: Optional[str], eval_period_s: float) -> Dict[str, object]:
+                   data_dir: Optional[str], eval_period_s: float,
+                   eval_period_steps: Optional[int] = None) -> Dict[str, object]:
     """One run to the workload's targets, as the suite's trial 1 of a study with seed
     ``rng_seed`` runs (same key, the workload's clock and budget), evaluated every
-    ``eval_period_s``: ``{"rng_seed", "time_to_target_s" (None: missed), "step"}``."""
+    ``eval_period_s`` (or at steps 1, k, 2k, ... for ``eval_period_steps`` = k):
+    ``{"rng_seed", "time_to_target_s", "step_to_target" (both None: missed), "step" (the
+    last)}``."""
     workload = registry.get_workload(workload_name)
     workload.eval_period_time_sec = eval_period_s
+    workload.eval_period_steps = eval_period_steps
     config = runner.TrialConfig(data_dir=registry.resolve_data_dir(workload, data_dir),
                                 save_checkpoints=False)
     result = runner.train_once(workload, submission_loader.load_submission(submission_path),
                                PyTorchBackend(), hyperparameters_from_dict(point),
                                runner.trial_seed(rng_seed, 0, 1), None, config)
-    return {"rng_seed": rng_seed, "step": result.global_step,
+    limits = runner.Limits.of(workload, self_tuning=False)
+    step_to_target = next((step for step, metrics in result.eval_results
+                           if limits.reached_validation(metrics)), None)
+    return {"rng_seed": rng_seed, "step": result.global_step, "step_to_target": step_to_target,
             "time_to_target_s": None if result.time_to_target is None
             else round(result.time_to_target, 3)}
 
 
 def calibrate_eval_period(workload_name: str, runs: List[dict], fraction: float = 0.05
                           ) -> Dict[str, object]:
-    """The eval period that resolves NAdamW's time to target to ``fraction`` of it:
-    ``fraction`` x the median over ``runs`` (``time_to_target``), rounded down to 2
-    significant digits. Raises ValueError when fewer than half the runs reach the target."""
-    times = [r["time_to_target_s"] for r in runs if r["time_to_target_s"] is not None]
-    if 2 * len(times) < len(runs):
-        raise ValueError(f"{workload_name}: only {len(times)} of {len(runs)} runs reached "
+    """The eval periods that resolve NAdamW's time to target to ``fraction`` of it.
+
+    In time: ``fraction`` x the median ``time_to_target_s`` over ``runs``, rounded down to 2
+    significant digits. On a step grid: ``fraction`` x the median ``step_to_target``, rounded
+    down (at least 1 step); its resolution in time is the same fraction, as a run's step time
+    barely changes over the run. Raises ValueError when fewer than half the runs reach the
+    target."""
+    reached = [r for r in runs if r["time_to_target_s"] is not None]
+    if 2 * len(reached) < len(runs):
+        raise ValueError(f"{workload_name}: only {len(reached)} of {len(runs)} runs reached "
                          "the targets; no median time to target")
-    median = statistics.median(times)
+    median = statistics.median(r["time_to_target_s"] for r in reached)
     raw = fraction * median
     digits = 1 - math.floor(math.log10(raw))
     period = math.floor(raw * 10 ** digits) / 10 ** digits
-    return {"rule": f"eval period = {fraction:g} x median NAdamW time to target, rounded down "
-                    "to 2 significant digits", "runs": runs,
-            "median_time_to_target_s": median, "eval_period_s": period,
-            "resolution": round(period / median, 4)}
+    calibration = {"rule": f"eval period = {fraction:g} x median NAdamW time to target, "
+                           "rounded down to 2 significant digits; on a step grid, "
+                           f"{fraction:g} x median NAdamW steps to target, rounded down",
+                   "runs": runs, "median_time_to_target_s": median, "eval_period_s": period,
+                   "resolution": round(period / median, 4)}
+    if all(r.get("step_to_target") is not None for r in reached):
+        median_steps = statistics.median(r["step_to_target"] for r in reached)
+        steps = max(1, math.floor(fraction * median_steps))
+        calibration.update(median_steps_to_target=median_steps, eval_period_steps=steps,
+                           resolution_steps=round(steps / median_steps, 4))
+    return calibration
 
 
 def _round_easy(x: float, decimals: int, lower_better: bool) -> float:
@@ -171,6 +190,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="steps per run (default: the workload's step_hint)")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--eval_period_s", type=float, default=5.0)
+    parser.add_argument("--eval_period_steps", type=int, default=None,
+                        help="with --calibrate_eval_period: evaluate at steps 1, k, 2k, ... "
+                             "instead of every --eval_period_s")
     parser.add_argument("--margin", type=float, default=0.02)
     parser.add_argument("--decimals", type=int, default=2)
     parser.add_argument("--validation_target", type=float, default=None)
@@ -194,10 +216,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         runs = []
         for study in range(args.seeds):
             runs.append(time_to_target(args.workload, args.submission, point,
-                                       study_seed(0, study), args.data_dir, args.eval_period_s))
+                                       study_seed(0, study), args.data_dir, args.eval_period_s,
+                                       args.eval_period_steps))
             print(json.dumps(runs[-1]), flush=True)
         calibration = dict(calibrate_eval_period(args.workload, runs),
-                           clock=definition.clock, measured_eval_period_s=args.eval_period_s,
+                           clock=definition.clock,
+                           measured_on=(f"steps 1, {args.eval_period_steps}, "
+                                        f"{2 * args.eval_period_steps}, ..."
+                                        if args.eval_period_steps
+                                        else f"every {args.eval_period_s} s"),
                            command="python -m workloads.target_setting "
                                    + " ".join(argv if argv is not None else sys.argv[1:]))
         with open(args.out) as f:
@@ -205,8 +232,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         recorded["eval_period_calibration"] = calibration
         with open(args.out, "w") as f:
             json.dump(recorded, f, indent=2)
-        print(json.dumps({k: calibration[k] for k in ("median_time_to_target_s",
-                                                      "eval_period_s")}))
+        print(json.dumps({k: calibration.get(k) for k in (
+            "median_time_to_target_s", "eval_period_s", "median_steps_to_target",
+            "eval_period_steps")}))
         return
     max_steps = args.max_steps or definition.step_hint
     runs = []

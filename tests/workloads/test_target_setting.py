@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from algoperf.suite import plan
 from tests.conftest import REPO
 from workloads import registry
 from workloads.target_setting import calibrate_eval_period, summarise
@@ -56,19 +57,22 @@ def test_no_run_reaching_the_target_is_an_error():
 
 
 def test_calibrated_eval_period_is_5_percent_of_the_median_rounded_down():
-    runs = [{"rng_seed": s, "step": 1, "time_to_target_s": t}
-            for s, t in enumerate([23.609, 30.075, 20.313])]
+    runs = [{"rng_seed": s, "step": 1, "step_to_target": k, "time_to_target_s": t}
+            for s, (k, t) in enumerate([(118, 23.609), (139, 30.075), (99, 20.313)])]
     calibration = calibrate_eval_period("w", runs)
     assert calibration["median_time_to_target_s"] == 23.609
     assert calibration["eval_period_s"] == 1.1  # 0.05 x 23.609 = 1.18 -> 1.1
+    assert calibration["median_steps_to_target"] == 118
+    assert calibration["eval_period_steps"] == 5  # 0.05 x 118 = 5.9 -> 5
     assert calibrate_eval_period("w", runs[:1])["eval_period_s"] == 1.1
+    few = [dict(r, step_to_target=12) for r in runs]
+    assert calibrate_eval_period("w", few)["eval_period_steps"] == 1  # never 0
     missed = [dict(r, time_to_target_s=None) for r in runs[:2]] + runs[2:]
     with pytest.raises(ValueError, match="only 1 of 3 runs reached"):
         calibrate_eval_period("w", missed)
 
 
-@pytest.mark.parametrize("name", ["mnist_tiny", "cifar_wrn_tiny", "ogbg_tiny",
-                                  "imagenet_vit_tiny"])
+@pytest.mark.parametrize("name", plan.tiny_workloads())
 def test_every_tiny_eval_period_resolves_nadamws_time_to_target_to_5_percent(name):
     definition = registry.get_definition(name)
     family = definition.base_workload_name
@@ -79,3 +83,7 @@ def test_every_tiny_eval_period_resolves_nadamws_time_to_target_to_5_percent(nam
     assert all(r["time_to_target_s"] is not None for r in calibration["runs"])
     assert definition.eval_period_time_sec <= 0.05 * calibration["median_time_to_target_s"]
     assert definition.eval_period_time_sec == calibration["eval_period_s"]
+    # The tier's evals come on a step grid, calibrated the same way.
+    assert all(r["step_to_target"] is not None for r in calibration["runs"])
+    assert definition.eval_period_steps <= 0.05 * calibration["median_steps_to_target"]
+    assert definition.eval_period_steps == calibration["eval_period_steps"]

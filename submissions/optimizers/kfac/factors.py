@@ -27,6 +27,29 @@ Loss-scale convention (the same for both flavours):
     the gradient of the mean loss; that G is 1/N of ours, and would need damping
     proportional to 1/N.)
 
+Which backward passes ``g`` carries (the scale of reduce's G with a per-position loss):
+    The GGN is 1/N sum_n J_n^T Lambda_n J_n with Lambda_n the Hessian of l_n with respect to
+    *all* of example n's outputs. The C backward passes of example n are the columns of a
+    square root of Lambda_n (or Monte-Carlo samples whose outer products average to it).
+    With a per-position loss, l_n = sum_r l(f_{n,r}), Lambda_n is block diagonal over the R
+    positions, so its square root has R x C_out columns, each non-zero at one position only;
+    Monte-Carlo draws every position's label independently, with the same expectation.
+    Then reduce's gbar_{c,n} = sum_r g_{c,n,r} holds one position's term per pass, and
+
+        G_reduce = 1/N sum_n sum_r sum_c g_{c,n,r} g_{c,n,r}^T     (no cross-position terms)
+
+    which is the paper's B = sum_n (sum_r b_{n,r})(sum_r b_{n,r})^T with b the backward
+    passes of Lambda_n^(1/2) (up to our 1/N). curvlinops' ``KFACLinearOperator`` with
+    ``fisher_type="type-2"`` instead backpropagates C_out passes that are non-zero at every
+    position at once (each position's square-root columns stacked). For expand that changes
+    nothing (each outer product stays at one position), but reduce's sum over r then also
+    collects the cross-position products sum_{r != r'} g_{c,n,r} g_{c,n,r'}^T: a matrix that
+    is not the loss Hessian's. Where every position back-propagates alike (a deep linear
+    network, a 1x1 head per pixel) that G is exactly R times ours; curvlinops' own
+    Monte-Carlo estimate converges to ours, not to its type-2 factor. Where R is pooled
+    before the loss (one Lambda_n per example, C_out columns) both definitions coincide.
+    All of this is checked against curvlinops in tests/kfac/test_curvlinops_crosscheck.py.
+
 Exactness (verified in tests/kfac/test_factors_exact.py): for deep *linear* networks,
 expand is exact when the loss keeps R (per-position loss, a batch of N*R independent
 examples); reduce is exact when R is pooled (mean over r) before the loss. When R = 1 the
