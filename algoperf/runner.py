@@ -138,6 +138,7 @@ class TrialResult:
     reached_validation: bool = False
     reached_test: bool = False
     time_to_target: Optional[float] = None
+    step_to_target: Optional[int] = None   # the step of the first eval reaching validation
     failed: bool = False
     reason: str = ""
     stop_reason: str = ""        # what ended the loop (see _stop_reason)
@@ -388,13 +389,14 @@ def _log_progress(label: str, limits: Limits, step: int, result: Dict[str, float
 
 def _result(trial_dir, limits: Limits, global_step, train_state, eval_results,
             stop_reason: str = "") -> TrialResult:
-    time_to_target = next((result["score"] for _, result in eval_results
-                           if limits.reached_validation(result)), None)
+    step_to_target, at_target = next(((step, result) for step, result in eval_results
+                                      if limits.reached_validation(result)), (None, None))
     return TrialResult(trial_dir=trial_dir, global_step=global_step,
                        accumulated_submission_time=train_state["accumulated_submission_time"],
                        reached_validation=train_state["validation_goal_reached"],
                        reached_test=train_state["test_goal_reached"],
-                       time_to_target=time_to_target, stop_reason=stop_reason,
+                       time_to_target=None if at_target is None else at_target["score"],
+                       step_to_target=step_to_target, stop_reason=stop_reason,
                        eval_results=eval_results)
 
 

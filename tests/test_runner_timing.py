@@ -170,6 +170,7 @@ def test_on_a_step_grid_the_eval_steps_do_not_depend_on_the_clock():
         result = run(workload, submission, backend)
         evals.append(workload.evals)
         assert result.time_to_target == pytest.approx(56 * (step_seconds + DATA))
+        assert result.step_to_target == 56
     assert evals[0] == evals[1] == [1, 8, 16, 24, 32, 40, 48, 56]
     for bad in (0, 2.5, True):
         workload.eval_period_steps = bad
@@ -183,6 +184,7 @@ def test_stops_when_validation_and_test_targets_reached():
     result = run(workload, make_submission(backend), backend)
     assert result.global_step == 5 and result.reached_validation and result.reached_test
     assert result.time_to_target == pytest.approx(5 * (STEP + DATA))
+    assert result.step_to_target == 5
 
 
 def test_validation_target_alone_does_not_stop_training():

@@ -90,10 +90,8 @@ def time_to_target(workload_name: str, submission_path: str, point: Dict, rng_se
     result = runner.train_once(workload, submission_loader.load_submission(submission_path),
                                PyTorchBackend(), hyperparameters_from_dict(point),
                                runner.trial_seed(rng_seed, 0, 1), None, config)
-    limits = runner.Limits.of(workload, self_tuning=False)
-    step_to_target = next((step for step, metrics in result.eval_results
-                           if limits.reached_validation(metrics)), None)
-    return {"rng_seed": rng_seed, "step": result.global_step, "step_to_target": step_to_target,
+    return {"rng_seed": rng_seed, "step": result.global_step,
+            "step_to_target": result.step_to_target,
             "time_to_target_s": None if result.time_to_target is None
             else round(result.time_to_target, 3)}
 
