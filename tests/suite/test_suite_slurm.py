@@ -33,6 +33,16 @@ def slurm_is_up() -> bool:
                                        for s in out.stdout.splitlines())
 
 
+def slurm_job_of(slurm_dir, submission: str) -> str:
+    """The Slurm job id of the trial of ``submission``: read from what submitit pickled."""
+    jobs = {}
+    for path in slurm_dir.glob("*_submitted.pkl"):
+        task = submitit.helpers.DelayedSubmission.load(str(path)).function
+        jobs[task.spec.submission] = path.name.split("_")[0]
+    assert submission in jobs, f"no Slurm job for {submission!r} in {sorted(jobs)}"
+    return jobs[submission]
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """A working one-node Slurm, started with .ci/install_slurm.sh --start-only if needed."""
@@ -93,8 +103,7 @@ def test_suite_runs_trials_as_slurm_jobs_and_a_preempted_one_resumes(tmp_path, t
     while not (csv.exists() and len(pd.read_csv(csv)) >= 3):
         assert time.time() < deadline and suite.poll() is None, "trial never logged 3 evals"
         time.sleep(0.2)
-    job_id = min((p.name.split("_")[0] for p in (tmp_path / "slurm").glob("*_submitted.pkl")),
-                 key=int)  # the slow trial: submitted first
+    job_id = slurm_job_of(tmp_path / "slurm", "slow")
     # What Slurm sends before preempting (or at the time limit): submitit requeues the job.
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
     # Slurm holds a requeued job back for a while (BeginTime); start it now to save the wait.
