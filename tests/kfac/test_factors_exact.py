@@ -64,6 +64,13 @@ def deep_linear(weights, x, eps, pool_after=None):
 
 def exact_and_kfac(weights, xs, pool_after=None):
     """Per layer: (exact GGN block, expand block, reduce block) for the batch xs [N, R, D0]."""
+    return [(ggn, kfac_block(*expand), kfac_block(*reduce))
+            for ggn, expand, reduce in exact_ggn_and_factors(weights, xs, pool_after)]
+
+
+def exact_ggn_and_factors(weights, xs, pool_after=None):
+    """Per layer: (exact GGN block [P, P] of the mean loss, expand (A, G), reduce (A, G)) for
+    the batch xs [N, R, D0] (tests/kfac/test_marglik.py builds on the factors)."""
     N = xs.shape[0]
     eps0 = []
     for i, w in enumerate(weights):
@@ -89,8 +96,7 @@ def exact_and_kfac(weights, xs, pool_after=None):
             g_list.append(jacrev(f_of_s)(eps0[layer]))  # [C, R, D_out]
         a = torch.stack(a_list)              # [N, R, D_in + 1]
         g = torch.stack(g_list, dim=1)       # [C, N, R, D_out]
-        out.append((ggn, kfac_block(*expand_factors(a, g)),
-                    kfac_block(*reduce_factors(a, g))))
+        out.append((ggn, expand_factors(a, g), reduce_factors(a, g)))
     return out
 
 
