@@ -295,3 +295,24 @@ def test_graph_segments_give_per_graph_factors_to_flat_node_layers():
     assert not torch.allclose(A, expand_factors(append_ones(x)[:, None], g_h[:, None])[0])
     with pytest.raises(ValueError, match="two segment layouts have 8 rows"):
         opt.set_segments([(ids, mask), (ids, None)], num_segments=4)
+
+
+def test_per_layer_weight_decay_overrides_the_groups_for_that_layer_only():
+    """set_layer_weight_decays: p <- p (1 - lr wd_layer) for that layer (bias too), the
+    group's decay for the other layer and for the parameters K-FAC does not cover."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    opt = KFAC(model, lr=0.1, weight_decay=0.01, momentum=0.0)
+    assert opt.covered_modules == [model[0], model[2]]
+    assert opt.factors(model[0]) is None
+    opt.set_layer_weight_decays([0.5, None])
+    before = copy.deepcopy(model)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # no gradient: only the decay moves the weights
+    opt.step()
+    for name, factor in (("0.weight", 0.95), ("0.bias", 0.95), ("2.weight", 0.999),
+                         ("2.bias", 0.999)):
+        torch.testing.assert_close(dict(model.named_parameters())[name],
+                                   factor * dict(before.named_parameters())[name])
+    with pytest.raises(ValueError, match="3 weight decays for 2 layers"):
+        opt.set_layer_weight_decays([0.1, 0.1, 0.1])

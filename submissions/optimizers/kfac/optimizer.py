@@ -23,7 +23,8 @@ Per covered layer (weight W~ = [W, b] as [D_out, D_in], gradient Gr):
               "exact" (eigendecomposition), see ``inverse.py``;
     direction d = (A (x) G + damping)^{-1} Gr; before any curvature exists, d = Gr;
     KL-clip   (optional) all d scaled by min(1, sqrt(kl_clip / (lr^2 sum <d, Gr>)));
-    momentum  m <- momentum * m + d;   p <- p (1 - lr wd) - lr m   (decoupled decay).
+    momentum  m <- momentum * m + d;   p <- p (1 - lr wd) - lr m   (decoupled decay; wd
+              per layer with ``set_layer_weight_decays``, e.g. learned priors).
 The lr schedule (warmup + cosine) is the caller's, as for every torch optimizer
 (``submissions.optimizers.schedules``).
 
@@ -78,6 +79,7 @@ class _Layer:
         self.module, self.flavour = module, flavour
         self.a: Optional[torch.Tensor] = None       # [N, R, D_in(+1)], detached
         self.output: Optional[torch.Tensor] = None  # the module output, in the graph
+        self.weight_decay: Optional[float] = None   # None: the group's (set_layer_weight_decays)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """[N, R, D_in(+1)]; for reduce already averaged over R ([N, 1, D_in(+1)]): reduce's
@@ -313,6 +315,28 @@ class KFAC(torch.optim.Optimizer):
             state["A"].mul_(self.factor_decay).add_(A, alpha=1 - self.factor_decay)
             state["G"].mul_(self.factor_decay).add_(G, alpha=1 - self.factor_decay)
 
+    # ------------------------------------------------- per-layer access (marglik)
+
+    @property
+    def covered_modules(self):
+        """The Linear/Conv2d modules K-FAC preconditions, in ``model.named_modules()`` order."""
+        return [layer.module for layer in self._layers]
+
+    def factors(self, module: nn.Module):
+        """(A, G) of a covered module (bias folded into A), or None before its first factor
+        update."""
+        state = self.state[module.weight]
+        return (state["A"], state["G"]) if "A" in state else None
+
+    def set_layer_weight_decays(self, decays) -> None:
+        """One decoupled weight decay per covered module (``covered_modules`` order; None
+        keeps the group's); the parameters K-FAC does not cover keep the group's."""
+        decays = list(decays)
+        if len(decays) != len(self._layers):
+            raise ValueError(f"{len(decays)} weight decays for {len(self._layers)} layers")
+        for layer, decay in zip(self._layers, decays):
+            layer.weight_decay = None if decay is None else float(decay)
+
     # ----------------------------------------------------------------------- step
 
     def _refresh_inverses(self, state, damping):
@@ -368,7 +392,8 @@ class KFAC(torch.optim.Optimizer):
                 direction, scale_now = buf, 1.0
             else:
                 scale_now = scale
-            layer.apply(direction * scale_now, lr, wd)
+            layer.apply(direction * scale_now, lr,
+                        wd if layer.weight_decay is None else layer.weight_decay)
         self._first_order_step(group)
         self.kfac_step += 1
         return loss
