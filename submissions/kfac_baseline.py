@@ -17,7 +17,7 @@ Hyperparameters (AlgoPerf's names where they exist):
 Graph workloads that define ``kfac_segment_layouts(batch) -> (layouts, num_graphs)`` get
 per-graph factors for their node/edge layers (``KFAC.set_segments``).
 """
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -95,18 +95,32 @@ def build(flavour: str, defaults: Dict[str, Any] = DEFAULTS):
                       train_state: Optional[Dict[str, Any]] = None) -> spec.UpdateReturn:
         del current_params_types, eval_results, train_state
         hp = first_order.resolve_hyperparameters(hyperparameters, default_hp)
-        optimizer = optimizer_state["optimizer"]
-        segment_layouts = getattr(workload, "kfac_segment_layouts", None)
-        if segment_layouts is not None:
-            optimizer.set_segments(*segment_layouts(batch))
-
-        def curvature(logits: torch.Tensor) -> None:
-            optimizer.update_curvature(logits, LOSS_TYPES[loss_type], batch["targets"],
-                                       curvature_weights(workload, batch))
-
-        new_model_state = first_order.train_step(
-            workload, current_param_container, model_state, batch, optimizer_state, hp,
-            global_step, rng, before_backward=curvature)
+        new_model_state = train_step(workload, current_param_container, model_state, batch,
+                                     loss_type, optimizer_state, hp, global_step, rng)
         return optimizer_state, current_param_container, new_model_state
 
     return init_optimizer_state, update_params
+
+
+def train_step(workload: spec.Workload, model: torch.nn.Module,
+               model_state: spec.ModelAuxiliaryState, batch: Dict[str, spec.Tensor],
+               loss_type: spec.LossType, optimizer_state: Dict[str, Any], hp: Any,
+               global_step: int, rng: spec.RandomState,
+               after_curvature: Optional[Callable[[torch.Tensor], None]] = None
+               ) -> spec.ModelAuxiliaryState:
+    """``first_order.train_step`` with K-FAC's curvature pass between forward and backward;
+    ``after_curvature(logits)`` runs right after it, still at the step's parameters (the
+    marginal-likelihood submission reads the loss and the weights there)."""
+    optimizer = optimizer_state["optimizer"]
+    segment_layouts = getattr(workload, "kfac_segment_layouts", None)
+    if segment_layouts is not None:
+        optimizer.set_segments(*segment_layouts(batch))
+
+    def curvature(logits: torch.Tensor) -> None:
+        optimizer.update_curvature(logits, LOSS_TYPES[loss_type], batch["targets"],
+                                   curvature_weights(workload, batch))
+        if after_curvature is not None:
+            after_curvature(logits)
+
+    return first_order.train_step(workload, model, model_state, batch, optimizer_state, hp,
+                                  global_step, rng, before_backward=curvature)
