@@ -51,7 +51,7 @@ Shapes: B blocks; ``block_eigenvalues`` a sequence of B tuples of 1-D tensors (o
 block, [D_1] and [D_2]); ``sq_norms``, ``prior_precision``, ``log_prior_precision`` [B].
 """
 import functools
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -166,15 +166,22 @@ def maximise_log_prior_precision(log_prior_precision: Tensor, sq_norms: Tensor,
                                  block_eigvals: Sequence[Sequence[Tensor]], scale: float,
                                  steps: int, lr: float = 0.1,
                                  betas: Tuple[float, float] = (0.9, 0.999),
-                                 eps: float = 1e-8) -> Tensor:
+                                 eps: float = 1e-8,
+                                 bounds: Optional[Tuple[float, float]] = None) -> Tensor:
     """``steps`` Adam steps of gradient *ascent* on log ML in eta = log delta [B] (fresh
     moments each call, as in Immer et al.'s inner loop), closed-form gradients (3).
 
+    ``bounds`` (eta_min, eta_max): projected ascent, eta clamped after every step. The
+    optimum delta_b = gamma_b / ||theta_b||^2 is unbounded as ||theta_b|| -> 0 (a layer still
+    near its zero initialisation is no mode of the posterior), and a caller that turns delta
+    into a weight decay needs it finite.
     The Kronecker eigenvalue products are formed once, so a step costs O(P) elementwise work.
     Returns the new eta [B] (``log_prior_precision`` is not modified).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if bounds is not None and not bounds[0] <= bounds[1]:
+        raise ValueError(f"bounds must be (low, high) with low <= high, got {bounds}")
     eta = log_prior_precision.detach().clone()
     _check(block_eigvals, sq_norms, eta.exp(), scale)
     curvatures = [scale * kron_eigenvalues(e) for e in block_eigvals]
@@ -187,4 +194,6 @@ def maximise_log_prior_precision(log_prior_precision: Tensor, sq_norms: Tensor,
         v = betas[1] * v + (1 - betas[1]) * grad * grad
         m_hat, v_hat = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
         eta = eta + lr * m_hat / (v_hat.sqrt() + eps)
+        if bounds is not None:
+            eta = eta.clamp(*bounds)
     return eta
