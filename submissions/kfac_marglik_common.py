@@ -56,6 +56,16 @@ DEFAULTS = dict(kfac_baseline.DEFAULTS,
                 marglik_min_weight_decay=1e-6, marglik_max_weight_decay=1.0)
 
 
+def _marglik_hp(hp: Any) -> Any:
+    """hp with the marginal-likelihood settings filled in from DEFAULTS where a point (an
+    external-tuning trial of the K-FAC baselines' space) has none."""
+    missing = {k: v for k, v in DEFAULTS.items() if k.startswith("marglik_")
+               and not hasattr(hp, k)}
+    if not missing:
+        return hp
+    return first_order.as_hyperparameters(dict(hp._asdict(), **missing))
+
+
 def steps_per_epoch(workload: spec.Workload) -> float:
     """N / batch size, the batch size the runner asks for (the base workload's for a
     variant, as AlgoPerf retries)."""
@@ -135,7 +145,7 @@ def build(flavour: str, defaults: Dict[str, Any] = DEFAULTS):
                              model_state: spec.ModelAuxiliaryState,
                              hyperparameters: spec.Hyperparameters,
                              rng: spec.RandomState) -> spec.OptimizerState:
-        hp = first_order.resolve_hyperparameters(hyperparameters, default_hp)
+        hp = _marglik_hp(first_order.resolve_hyperparameters(hyperparameters, default_hp))
         state = init_kfac(workload, model_params, model_state, hyperparameters, rng)
         optimizer = state["optimizer"]
         num_layers = len(optimizer.covered_modules)
@@ -155,7 +165,7 @@ def build(flavour: str, defaults: Dict[str, Any] = DEFAULTS):
                       rng: spec.RandomState,
                       train_state: Optional[Dict[str, Any]] = None) -> spec.UpdateReturn:
         del current_params_types, eval_results, train_state
-        hp = first_order.resolve_hyperparameters(hyperparameters, default_hp)
+        hp = _marglik_hp(first_order.resolve_hyperparameters(hyperparameters, default_hp))
         optimizer, state = optimizer_state["optimizer"], optimizer_state["marglik"]
         n = workload.num_train_examples
         optimizer.set_layer_weight_decays(weight_decays(state["log_prior_precision"], n))

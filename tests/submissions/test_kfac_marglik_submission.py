@@ -106,3 +106,14 @@ def test_reaches_the_cifar_wrn_tiny_target_self_tuning(flavour, tmp_path, tiny_d
     measurements = pd.read_csv(next(tmp_path.rglob("measurements.csv")))
     log_ml = measurements["marglik/log_ml"].dropna()
     assert len(log_ml) >= 2  # marginal-likelihood steps ran before the target
+
+
+def test_a_kfac_point_without_marglik_settings_gets_the_defaults():
+    """Under external tuning with the K-FAC baselines' space the marginal-likelihood settings
+    come from DEFAULTS; the point's own values stay."""
+    point = first_order.as_hyperparameters(dict(kfac_marglik_common.DEFAULTS.items()))
+    assert kfac_marglik_common._marglik_hp(point) is point
+    kfac_point = first_order.as_hyperparameters({"learning_rate": 0.01, "weight_decay": 1e-3})
+    filled = kfac_marglik_common._marglik_hp(kfac_point)
+    assert filled.learning_rate == 0.01 and filled.weight_decay == 1e-3
+    assert filled.marglik_steps == kfac_marglik_common.DEFAULTS["marglik_steps"]
