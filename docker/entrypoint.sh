@@ -10,6 +10,16 @@
 # --nproc=auto (the default, or $ALGOPERF_NPROC): the GPUs in CUDA_VISIBLE_DEVICES if set, else
 # the GPUs `nvidia-smi -L` lists, else 1 (CPU). --dry_run prints the command instead of running
 # it (how the tests check this script without Docker or GPUs).
+#
+# Who writes the files: the images run as a non-root user. Started as root (`--user 0`, or an
+# engine that ignores USER), this script re-runs itself as the owner of the output folder, so
+# the logs on a mounted host folder belong to the host user; on a folder root owns, it stays
+# root. An output folder the user cannot write to is one error before anything starts (the
+# output folder: --output_dir / --experiment_dir, else the working directory, /experiments).
+# A HOME the user cannot write to (an arbitrary --user id) becomes /tmp, for library caches.
+#
+# Signals: the images start this script under tini (PID 1), which forwards Ctrl-C and SIGTERM
+# to the process group; the last step here is `exec`, so the trial is that process.
 set -euo pipefail
 
 PYTHON="${ALGOPERF_PYTHON:-python}"
@@ -40,6 +50,39 @@ while [[ $# -gt 0 ]]; do
     *) break ;;
   esac
 done
+
+# The folder this command writes to: the value of its last --output_dir/--experiment_dir flag,
+# else the working directory.
+output_folder() {
+  local folder="$PWD" arg
+  for arg in "$@"; do
+    case "$arg" in
+      --output_dir=*) folder="${arg#--output_dir=}" ;;
+      --experiment_dir=*) folder="${arg#--experiment_dir=}" ;;
+    esac
+  done
+  [[ "$folder" == /* ]] || folder="$PWD/$folder"
+  # The nearest folder that exists: the command creates the rest.
+  while [[ ! -e "$folder" && "$folder" != / ]]; do folder="$(dirname "$folder")"; done
+  echo "$folder"
+}
+
+if [[ $# -gt 0 && "$1" != -* ]]; then
+  folder="$(output_folder "$@")"
+  if [[ "$(id -u)" == 0 && $dry_run -eq 0 ]]; then
+    owner="$(stat -c %u "$folder")"
+    if [[ "$owner" != 0 ]]; then
+      exec setpriv --reuid="$owner" --regid="$(stat -c %g "$folder")" --clear-groups \
+        "$0" "--nproc=$nproc" "$@"
+    fi
+  fi
+  if [[ ! -w "$folder" ]]; then
+    die "the output folder $folder (owner uid $(stat -c %u "$folder")) is not writable by uid \
+$(id -u): run the image with --user \"\$(id -u):\$(id -g)\" of the folder's owner, or mount a \
+folder that user owns"
+  fi
+fi
+[[ -w "${HOME:-/nonexistent}" ]] || export HOME=/tmp
 
 if [[ $# -eq 0 || "$1" == "--help" || "$1" == "-h" ]]; then
   command=(-m algoperf.cli --help)

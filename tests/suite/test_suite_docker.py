@@ -1,8 +1,10 @@
 """docker/: hadolint on both Dockerfiles; the entry point and build script outside Docker."""
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -37,15 +39,36 @@ def test_hadolint_can_fail():
 @pytest.mark.parametrize("name", ["Dockerfile.cpu", "Dockerfile.cuda"])
 def test_dockerfile_installs_pinned_versions_and_runs_the_entry_point(name):
     text = open(os.path.join(DOCKER, name)).read()
-    assert "pip install -r docker/requirements.lock" in text
-    assert 'ENTRYPOINT ["/usr/local/bin/algoperf-entrypoint"]' in text
+    assert 'pip install --index-url "${PIP_INDEX_URL}" -r docker/requirements.lock' in text
+    # The entry point under tini (signals reach the trial), as a non-root user by default.
+    assert ('ENTRYPOINT ["tini", "-s", "-g", "--", "/usr/local/bin/algoperf-entrypoint"]'
+            in text)
     assert 'VOLUME ["/data", "/experiments"]' in text
+    assert text.rstrip().splitlines()[-2:] == ["USER ${UID}:${GID}", "WORKDIR /experiments"]
+    assert re.search(r"^ARG UID=([1-9]\d*)$", text, re.M)
     lock = [line for line in open(os.path.join(DOCKER, "requirements.lock"))
             if line.strip() and not line.startswith("#")]
     assert lock and all("==" in line for line in lock)
-    # Every runtime dependency of the project is pinned (torch: by the image, see the files).
-    for package in ("numpy", "pandas", "matplotlib", "absl-py", "pillow"):
+    # Every runtime dependency of the project is pinned, and torch's own (the CPU image installs
+    # torch with --no-deps); torch itself is pinned by the image.
+    for package in ("numpy", "pandas", "matplotlib", "absl-py", "pillow", "sympy", "networkx",
+                    "filelock", "fsspec", "Jinja2", "typing_extensions"):
         assert any(line.startswith(package + "==") for line in lock), package
+    assert not any(line.startswith("torch==") for line in lock)
+
+
+def test_the_build_context_holds_only_what_the_images_install():
+    """Both images COPY the whole context: the ignore files let through the installed parts."""
+    for name in ("Dockerfile.cpu.dockerignore", "Dockerfile.cuda.dockerignore"):
+        lines = open(os.path.join(DOCKER, name)).read().split("\n")
+        assert lines[lines.index("*") + 1:lines.index("**/__pycache__")] == [
+            "!pyproject.toml", "!README.md", "!constraints-cpu.txt", "!algoperf",
+            "!algorithmic_efficiency", "!workloads", "!submissions", "!scoring",
+            "!docker/requirements.lock", "!docker/entrypoint.sh"]
+    packages = tomllib.loads(open(os.path.join(REPO, "pyproject.toml")).read())[
+        "tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {p.rstrip("*") for p in packages} == {
+        "algoperf", "algorithmic_efficiency", "workloads", "submissions", "scoring"}
 
 
 def entrypoint(*args, env=None, path_dirs=()):
