@@ -88,6 +88,8 @@ build_image() {
     args+=(-v "$wheels:$wheels:ro" --build-arg "TORCH_FIND_LINKS=$wheels")
   fi
   podman "${store_flags[@]}" build "${args[@]}" "$repo"
+  # The image a rebuild replaced (cached layers it shares stay).
+  podman "${store_flags[@]}" image prune -f >/dev/null
 }
 
 [[ "$target" == image ]] || make_base
