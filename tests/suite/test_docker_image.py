@@ -2,12 +2,14 @@
 
 ``docker/build_offline.sh`` makes the base image (debootstrap) and builds ``algoperf:cpu`` with
 podman; ``buildah run --isolation=chroot`` runs commands in it (the way these machines allow:
-no registry, no OCI runtime), always through the image's own entry point, tini included.
+no registry, no OCI runtime), always through the built image's own ENTRYPOINT (tini and the
+entry point script).
 Host folders are mounted as ``/experiments`` and belong to a non-root host user, so every
 test also checks who owns what the container wrote. Skipped, with the reason, where the tools
 are missing or refused; ``.ci/run`` installs them.
 """
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -15,7 +17,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import pandas as pd
 import pytest
@@ -28,12 +30,11 @@ pytestmark = pytest.mark.slow
 BUILD = os.path.join(REPO, "docker", "build_offline.sh")
 HOST_USER = (4321, 4321)     # the host user who owns the mounted folders (not root, not 1000)
 IMAGE_USER = 1000            # the image's default user (Dockerfile.cpu: UID)
-ENTRYPOINT = ["tini", "-s", "-g", "--", "/usr/local/bin/algoperf-entrypoint"]
+IMAGE = "localhost/algoperf:cpu"
 
 
 def missing_tools() -> Optional[str]:
-    missing = [t for t in ("podman", "buildah", "debootstrap")
-               if subprocess.run(["which", t], capture_output=True).returncode != 0]
+    missing = [t for t in ("podman", "buildah", "debootstrap") if shutil.which(t) is None]
     if missing:
         return (f"{', '.join(missing)} not installed: apt-get install podman buildah "
                 "debootstrap (.ci/run does)")
@@ -60,15 +61,25 @@ def container():
     assert build.returncode == 0, output[-4000:]
     print(f"docker/build_offline.sh: {time.time() - start:.1f} s")
     name = f"algoperf-test-{os.getpid()}"
-    made = buildah("from", "--name", name, "localhost/algoperf:cpu")
+    made = buildah("from", "--name", name, IMAGE)
     assert made.returncode == 0, made.stderr
     yield name
     buildah("rm", name)
 
 
-def store_flags() -> List[str]:
-    return subprocess.run(["bash", BUILD, "--store_flags"], capture_output=True, text=True,
-                          check=True).stdout.split()
+@functools.lru_cache(maxsize=None)
+def store_flags() -> Tuple[str, ...]:
+    """The image store's flags (the script probes the storage driver: once per process)."""
+    return tuple(subprocess.run(["bash", BUILD, "--store_flags"], capture_output=True,
+                                text=True, check=True).stdout.split())
+
+
+@functools.lru_cache(maxsize=None)
+def entrypoint() -> Tuple[str, ...]:
+    """The built image's own ENTRYPOINT (buildah run does not apply it by itself)."""
+    out = buildah("inspect", "--type", "image", IMAGE)
+    assert out.returncode == 0, out.stderr
+    return tuple(json.loads(out.stdout)["OCIv1"]["config"]["Entrypoint"])
 
 
 def buildah(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -85,7 +96,7 @@ def in_image(container: str, args: Sequence[str], *, experiments: Path, user: st
                f"--volume={experiments}:/experiments"]
     for variable in env:
         command.append(f"--env={variable}")
-    return [*command, container, "--", *ENTRYPOINT, *args]
+    return [*command, container, "--", *entrypoint(), *args]
 
 
 def host_folder(path: Path) -> Path:
