@@ -3,6 +3,7 @@
 Under ``torchrun`` every process sees ``LOCAL_RANK``; that is how a submission learns it runs
 under DistributedDataParallel and must all-reduce its loss (``torch.distributed.nn``).
 """
+import atexit
 import os
 from typing import Tuple
 
@@ -32,9 +33,18 @@ def pytorch_init(use_pytorch_ddp: bool, rank: int) -> None:
         torch.cuda.set_device(rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # Left to interpreter finalisation, gloo's worker threads free tensors after Python is
+        # gone and the process aborts (SIGABRT, "terminate called without an active
+        # exception"), which torchrun reports as a failed run after a successful one.
+        atexit.register(_leave_process_group)
     if rank != 0:
         from absl import logging
         logging.set_verbosity(logging.WARNING)
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def world_size() -> int:

@@ -40,3 +40,25 @@ def test_two_processes_match_one_process(tmp_path, tiny_data_dir, submission):
     assert two["validation/num_examples"].iloc[-1] == 2000
     # Only rank 0 writes logs: one row per eval, no duplicates.
     assert two["global_step"].is_unique
+
+
+LEAVE_SCRIPT = r"""
+import atexit, os, socket
+import torch.distributed as dist
+from algoperf import pytorch_utils
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+os.environ.update(LOCAL_RANK="0", RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                  MASTER_PORT=str(port))
+pytorch_utils.pytorch_init(True, 0)
+print("joined", dist.is_initialized())
+atexit._run_exitfuncs()  # what interpreter exit runs first, while Python is still alive
+print("left", not dist.is_initialized())
+"""
+
+
+def test_a_process_leaves_its_group_before_the_interpreter_is_torn_down():
+    # Gloo threads left to finalisation abort the process after a successful run (SIGABRT).
+    out = run_python("-c", LEAVE_SCRIPT)
+    assert out.stdout.split() == ["joined", "True", "left", "True"]

@@ -9,15 +9,14 @@ from tests.conftest import run_python
 
 SCRIPT = r"""
 import json, os, sys
-import torch, torch.distributed as dist
-from algoperf import random_utils
+from algoperf import pytorch_utils, random_utils
 from workloads import registry
 
 class Small(registry.workload_class("ogbg", "pytorch")):
     check_sizes = False  # small files in the prepared ogbg-molpcba format
 
-if "LOCAL_RANK" in os.environ:
-    dist.init_process_group("gloo")
+use_ddp, rank, _, _ = pytorch_utils.pytorch_setup()
+pytorch_utils.pytorch_init(use_ddp, rank)  # as the runner does, and leaves the group at exit
 workload = Small()
 model, state = workload.init_model_fn(random_utils.PRNGKey(0))
 # 11 validation graphs in batches of 6: 3 per process, the last batch padded with 1.
