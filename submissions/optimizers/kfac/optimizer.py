@@ -40,6 +40,11 @@ loss's GGN; damping and lr are relative to that.
 Per-example ``weights`` (padding = 0, missing labels = 0) multiply the per-output losses of
 the curvature pass, so padding never reaches G.
 
+Reduce's blind spot: a layer whose output gradients sum to zero over the positions (the key
+projection of softmax attention) has a zero reduce G although its curvature is not zero; on the
+first factor step with non-zero gradients such a layer switches to expand
+(``_Layer.settle_flavour``). Every other reduce layer stays reduce.
+
 Graphs (``set_segments``): a Linear layer applied to a flat [M, D] node (or edge, or graph)
 tensor of a packed batch gets the ``*_segments`` factors, with the batch's per-row graph
 ids and padding mask: reduce then sums over each graph's nodes, as the paper's GNN case
@@ -53,7 +58,7 @@ the same factors and computes the same inverses. Gradients are DDP's, untouched.
 
 State (``state_dict``): per weight ``A``, ``G``, their inverses or eigendecompositions,
 ``momentum_buffer``; NAdamW's ``exp_avg``/``exp_avg_sq``/``step`` for the rest; the global
-``kfac_step``. Loading continues the same trajectory.
+``kfac_step`` and each layer's settled flavour. Loading continues the same trajectory.
 """
 import math
 from typing import Dict, Optional
@@ -72,35 +77,77 @@ SEGMENT_FLAVOURS = {"expand": kf.expand_factors_segments, "reduce": kf.reduce_fa
 LOSS_TYPES = ("cross_entropy", "sigmoid_cross_entropy", "mse")
 
 
+# A reduce layer whose output gradients sum to zero over positions (relative to their size,
+# squared) has no reduce curvature: float32 round-off of an exact zero is ~1e-14 here, a real
+# sum is O(1). See ``_Layer.settle_flavour``.
+VANISHING_SUM = 1e-8
+
+
 class _Layer:
     """A covered module: its flavour and what the last recorded forward pass saw."""
 
     def __init__(self, module: nn.Module, flavour: str):
         self.module, self.flavour = module, flavour
+        # Reduce layers record full positions until ``settle_flavour`` has decided.
+        self.settled = flavour != "reduce"
         self.a: Optional[torch.Tensor] = None       # [N, R, D_in(+1)], detached
         self.output: Optional[torch.Tensor] = None  # the module output, in the graph
         self.weight_decay: Optional[float] = None   # None: the group's (set_layer_weight_decays)
 
+    @property
+    def pooled(self) -> bool:
+        """Whether positions are pooled as they are recorded (a settled reduce layer)."""
+        return self.flavour == "reduce" and self.settled
+
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, R, D_in(+1)]; for reduce already averaged over R ([N, 1, D_in(+1)]): reduce's
-        factors only use that mean, and the R-times larger patch matrix is never built."""
+        """[N, R, D_in(+1)]; for a settled reduce layer already averaged over R
+        ([N, 1, D_in(+1)]): reduce's factors only use that mean, and the R-times larger patch
+        matrix is never built."""
         m = self.module
         if isinstance(m, nn.Conv2d):
-            patches = kf.conv2d_mean_patches if self.flavour == "reduce" else kf.conv2d_inputs
+            patches = kf.conv2d_mean_patches if self.pooled else kf.conv2d_inputs
             a = patches(x, m.kernel_size, m.stride, m.padding, m.dilation)
         else:
             a = kf.linear_inputs(x)
-            if self.flavour == "reduce" and a.shape[1] > 1:
+            if self.pooled and a.shape[1] > 1:
                 a = a.mean(dim=1, keepdim=True)
         return kf.append_ones(a) if m.bias is not None else a
 
     def output_grads(self, g: torch.Tensor) -> torch.Tensor:
-        """[N, R, D_out], for reduce summed over R ([N, 1, D_out]), matching ``inputs``."""
+        """[N, R, D_out], for a settled reduce layer summed over R ([N, 1, D_out]), matching
+        ``inputs``."""
         if isinstance(self.module, nn.Conv2d):
             g = kf.conv2d_output_grads(g)
         else:
             g = kf.linear_output_grads(g)
-        return g.sum(dim=1, keepdim=True) if self.flavour == "reduce" else g
+        return g.sum(dim=1, keepdim=True) if self.pooled else g
+
+    def settle_flavour(self, a: torch.Tensor, g: torch.Tensor):
+        """A reduce layer's first recorded pass with non-zero gradients: keep reduce, or fall
+        back to expand where reduce is blind. Returns (a, g) in the layout of the flavour.
+
+        Reduce's G is built from gbar = sum_r g_r. Where the loss is invariant to shifting a
+        layer's outputs equally at every position, that sum is identically zero and so is G,
+        while the true curvature is not: the key projection of softmax attention (scores
+        q . k_j shift by the same q . c for every key, which the softmax ignores), whose
+        reduce preconditioner would be 1 / damping whatever the curvature. Such a layer
+        (sum_{c,n} |gbar|^2 <= VANISHING_SUM * sum_{c,n,r} |g_r|^2) uses expand. Under DDP
+        the two sums are added over processes first, so every process decides alike.
+        a [N, R, D_in], g [C, N, R, D_out]; a layer without sharing (R = 1) is reduce as is.
+        """
+        if a.shape[1] > 1:
+            sums = torch.stack([g.sum(dim=2).pow(2).sum(), g.pow(2).sum()]).double()
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                dist.all_reduce(sums)
+            pooled_norm, norm = sums.tolist()
+            if norm == 0:  # nothing to tell from yet (e.g. a zero-initialised head above)
+                return a.mean(dim=1, keepdim=True), g.sum(dim=2, keepdim=True)
+            if pooled_norm <= VANISHING_SUM * norm:
+                self.flavour = "expand"
+        self.settled = True
+        if self.flavour == "reduce":
+            return a.mean(dim=1, keepdim=True), g.sum(dim=2, keepdim=True)
+        return a, g
 
     def grad_matrix(self) -> torch.Tensor:
         """[D_out, D_in(+1)]: the weight gradient as a matrix, bias gradient appended."""
@@ -263,6 +310,8 @@ class KFAC(torch.optim.Optimizer):
     def _layer_factors(self, layer: _Layer, g: torch.Tensor):
         """(A, G) of a layer from its recorded input and output grads g [C, N, R, D_out]."""
         a = layer.a
+        if not layer.settled:
+            a, g = layer.settle_flavour(a, g)
         layout = self._segments.get(a.shape[0]) if a.shape[1] == 1 else None
         if layout is not None and isinstance(layer.module, nn.Linear):
             ids, mask = layout
@@ -406,11 +455,19 @@ class KFAC(torch.optim.Optimizer):
     def state_dict(self):
         sd = super().state_dict()
         sd["kfac_step"] = self.kfac_step
+        sd["kfac_layer_flavours"] = [(layer.flavour, layer.settled) for layer in self._layers]
         return sd
 
     def load_state_dict(self, state_dict):
         state_dict = dict(state_dict)
         self.kfac_step = int(state_dict.pop("kfac_step", 0))
+        flavours = state_dict.pop("kfac_layer_flavours", None)
+        if flavours is not None:
+            if len(flavours) != len(self._layers):
+                raise ValueError(f"the checkpoint has {len(flavours)} K-FAC layers, the model "
+                                 f"{len(self._layers)}")
+            for layer, (flavour, settled) in zip(self._layers, flavours):
+                layer.flavour, layer.settled = flavour, bool(settled)
         super().load_state_dict(state_dict)
 
     def remove_hooks(self):
