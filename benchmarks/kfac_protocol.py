@@ -63,7 +63,8 @@ def trial_table(runs_dir: str, workloads: List[str]) -> pd.DataFrame:
     time_to_target (NaN / inf where missed), final_step."""
     from scoring import reader, rules
     from workloads import registry
-    runs = reader.load_runs(runs_dir, registry.targets_table(workloads))
+    runs = reader.load_runs(runs_dir, registry.targets_table(workloads),
+                            ignore_unknown_workloads=True)  # the other workloads of the folder
     table = rules.trial_results(runs.evals, runs.trials, runs.targets)
     table = table[table["submission"].isin(SUBMISSIONS) & table["workload"].isin(workloads)]
     return table[["submission", "workload", "study", "trial", "status", "step_at_target",
