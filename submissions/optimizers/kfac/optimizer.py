@@ -135,19 +135,18 @@ class _Layer:
         the two sums are added over processes first, so every process decides alike.
         a [N, R, D_in], g [C, N, R, D_out]; a layer without sharing (R = 1) is reduce as is.
         """
+        self.settled = True
         if a.shape[1] > 1:
             sums = torch.stack([g.sum(dim=2).pow(2).sum(), g.pow(2).sum()]).double()
-            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            if _distributed():
                 dist.all_reduce(sums)
             pooled_norm, norm = sums.tolist()
-            if norm == 0:  # nothing to tell from yet (e.g. a zero-initialised head above)
-                return a.mean(dim=1, keepdim=True), g.sum(dim=2, keepdim=True)
-            if pooled_norm <= VANISHING_SUM * norm:
+            # All zero: nothing to tell from yet (e.g. a zero-initialised head above).
+            self.settled = norm > 0
+            if self.settled and pooled_norm <= VANISHING_SUM * norm:
                 self.flavour = "expand"
-        self.settled = True
-        if self.flavour == "reduce":
-            return a.mean(dim=1, keepdim=True), g.sum(dim=2, keepdim=True)
-        return a, g
+                return a, g
+        return a.mean(dim=1, keepdim=True), g.sum(dim=2, keepdim=True)
 
     def grad_matrix(self) -> torch.Tensor:
         """[D_out, D_in(+1)]: the weight gradient as a matrix, bias gradient appended."""
@@ -166,10 +165,15 @@ class _Layer:
             b.mul_(1.0 - lr * weight_decay).add_(direction[:, -1], alpha=-lr)
 
 
+def _distributed() -> bool:
+    """Whether this process is one of several in a torch.distributed group."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
 def _average_over_processes(factors):
     """[(A, G)] -> the same, averaged over DDP processes with one all-reduce (a no-op in a
     single process)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not _distributed():
         return factors
     flat = torch.cat([t.reshape(-1) for pair in factors for t in pair])
     dist.all_reduce(flat)
