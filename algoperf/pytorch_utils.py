@@ -9,6 +9,13 @@ from typing import Tuple
 
 import torch
 import torch.distributed as dist
+# Imported before any process group exists, on purpose: its collectives take
+# ``group=group.WORLD`` as a default argument, evaluated at import. Imported after
+# ``init_process_group`` (a submission's top-level import, loaded once the runner has
+# joined), those defaults hold the world group for good, destroy_process_group cannot free it,
+# and its gloo threads outlive the interpreter: rank 1 then aborts at exit (SIGABRT) after a
+# successful run.
+import torch.distributed.nn  # noqa: F401
 import torch.nn.functional as F
 from torch import nn
 
@@ -33,9 +40,9 @@ def pytorch_init(use_pytorch_ddp: bool, rank: int) -> None:
         torch.cuda.set_device(rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        # Left to interpreter finalisation, gloo's worker threads free tensors after Python is
-        # gone and the process aborts (SIGABRT, "terminate called without an active
-        # exception"), which torchrun reports as a failed run after a successful one.
+        # Left to interpreter finalisation, gloo's worker threads outlive Python and the process
+        # aborts (SIGABRT, "terminate called without an active exception"), which torchrun
+        # reports as a failed run after a successful one.
         atexit.register(_leave_process_group)
     if rank != 0:
         from absl import logging

@@ -43,7 +43,7 @@ def test_two_processes_match_one_process(tmp_path, tiny_data_dir, submission):
 
 
 LEAVE_SCRIPT = r"""
-import atexit, os, socket
+import atexit, glob, os, socket
 import torch.distributed as dist
 from algoperf import pytorch_utils
 with socket.socket() as s:
@@ -51,14 +51,19 @@ with socket.socket() as s:
     port = s.getsockname()[1]
 os.environ.update(LOCAL_RANK="0", RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                   MASTER_PORT=str(port))
+def gloo_threads():
+    names = [open(task + "/comm").read().strip() for task in glob.glob("/proc/self/task/*")]
+    return sum("gloo" in name for name in names)
 pytorch_utils.pytorch_init(True, 0)
-print("joined", dist.is_initialized())
+import torch.distributed.nn  # what a submission imports, after the runner has joined
+print("joined", dist.is_initialized(), gloo_threads() > 0)
 atexit._run_exitfuncs()  # what interpreter exit runs first, while Python is still alive
-print("left", not dist.is_initialized())
+print("left", not dist.is_initialized(), gloo_threads() == 0)
 """
 
 
 def test_a_process_leaves_its_group_before_the_interpreter_is_torn_down():
-    # Gloo threads left to finalisation abort the process after a successful run (SIGABRT).
+    # Gloo threads left to finalisation abort the process after a successful run (SIGABRT);
+    # leaving the group must stop them, even with a submission's collectives imported.
     out = run_python("-c", LEAVE_SCRIPT)
-    assert out.stdout.split() == ["joined", "True", "left", "True"]
+    assert out.stdout.split() == ["joined", "True", "True", "left", "True", "True"]
