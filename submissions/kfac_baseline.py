@@ -12,7 +12,8 @@ Hyperparameters (AlgoPerf's names where they exist):
     label_smoothing, dropout_rate, grad_clip (optional), step_hint_factor (optional)
   optional, with defaults:
     factor_every (1), inverse_every (10), factor_decay (0.95), kl_clip (0.001),
-    fisher ("mc"), damping_mode ("pi")
+    fisher ("mc"), mc_samples (1: sampled labels per example for fisher "mc"),
+    damping_mode ("pi")
 
 Graph workloads that define ``kfac_segment_layouts(batch) -> (layouts, num_graphs)`` get
 per-graph factors for their node/edge layers (``KFAC.set_segments``).
@@ -45,6 +46,7 @@ def make_optimizer(model: torch.nn.Module, hp: Any, flavour: str) -> KFAC:
                 factor_every=int(getattr(hp, "factor_every", 1)),
                 inverse_every=int(getattr(hp, "inverse_every", 10)),
                 kl_clip=getattr(hp, "kl_clip", 1e-3), fisher=getattr(hp, "fisher", "mc"),
+                mc_samples=int(getattr(hp, "mc_samples", 1)),
                 betas=(1.0 - hp.one_minus_beta1, getattr(hp, "beta2", 0.999)))
 
 

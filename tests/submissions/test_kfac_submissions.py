@@ -84,3 +84,19 @@ def test_search_space_holds_what_the_submission_reads(flavour):
     names = set(json.loads(path.read_text()))
     assert names == set(kfac_baseline.DEFAULTS)
     assert space is not None
+
+
+def test_optional_settings_reach_the_optimizer():
+    # A search-space point may name any K-FAC setting (the sweeps in benchmarks.kfac_sweep do);
+    # one that is read but not passed on would silently run the default.
+    hp = hyperparameters_from_dict(dict(POINT, factor_every=2, inverse_every=4, kl_clip=None,
+                                        mc_samples=3, factor_decay=0.9, damping_mode="exact"))
+    opt = kfac_baseline.make_optimizer(torch.nn.Linear(3, 2), hp, "reduce")
+    assert (opt.factor_every, opt.inverse_every, opt.kl_clip, opt.mc_samples,
+            opt.factor_decay, opt.damping_mode, opt.fisher) == (2, 4, None, 3, 0.9, "exact",
+                                                                "empirical")
+    default = kfac_baseline.make_optimizer(torch.nn.Linear(3, 2),
+                                           hyperparameters_from_dict(kfac_baseline.DEFAULTS),
+                                           "reduce")
+    assert (default.factor_every, default.inverse_every, default.kl_clip,
+            default.mc_samples) == (1, 10, 1e-3, 1)
