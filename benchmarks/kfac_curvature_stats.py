@@ -25,7 +25,6 @@ of reduce shows as that layer's expand factors).
 Results go to ``benchmarks/results/kfac_curvature_stats.json`` (merged by workload).
 """
 import argparse
-import json
 import os
 import statistics
 from typing import Dict
@@ -34,18 +33,13 @@ import torch
 
 from algoperf import random_utils, runner, submission_loader
 from algoperf.search_space import hyperparameters_from_dict
-from algoperf.suite.plan import TINY_SEARCH_SPACE_FILE
+from algoperf.suite.plan import shipped_tiny_points
 from submissions.optimizers.kfac import inverse as ki
 from workloads import registry
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAVOURS = ("kfac_reduce", "kfac_expand")
 WORKLOADS = ("cifar_wrn_tiny", "ogbg_tiny", "imagenet_vit_tiny")
-
-
-def default_point(flavour: str) -> dict:
-    with open(os.path.join(REPO, "submissions", flavour, TINY_SEARCH_SPACE_FILE)) as f:
-        return json.load(f)[0]
 
 
 def layer_statistics(A: torch.Tensor, G: torch.Tensor, damping: float) -> Dict[str, float]:
@@ -64,8 +58,7 @@ def measure(workload_name: str, flavour: str, steps: int) -> Dict:
     registry.check_data(workload, data_dir)
     submission = submission_loader.load_submission(
         os.path.join(REPO, "submissions", flavour, "submission.py"))
-    point = default_point(flavour)
-    hp = hyperparameters_from_dict(point)
+    hp = hyperparameters_from_dict(shipped_tiny_points(flavour)[0])
     queue = workload._build_input_queue(random_utils.PRNGKey(0), "train", data_dir,
                                         runner.global_batch_size_for(submission, workload))
     params, model_state = workload.init_model_fn(random_utils.PRNGKey(0))

@@ -19,7 +19,6 @@ Ratios: K-FAC / NAdamW and expand / reduce, measured in one run. Meant for a GPU
 Results go to ``benchmarks/results/kfac_step_time.json`` (merged by workload).
 """
 import argparse
-import json
 import os
 import time
 from typing import Callable, Dict, Optional
@@ -29,7 +28,7 @@ import torch
 
 from algoperf import random_utils, runner, submission_loader
 from algoperf.search_space import hyperparameters_from_dict
-from algoperf.suite.plan import TINY_SEARCH_SPACE_FILE
+from algoperf.suite.plan import shipped_tiny_points
 from workloads import registry
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,11 +47,6 @@ HOST_BATCHES: Dict[str, Callable] = {
 }
 
 
-def point(name: str) -> dict:
-    with open(os.path.join(REPO, "submissions", name, TINY_SEARCH_SPACE_FILE)) as f:
-        return json.load(f)[0]
-
-
 def _sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -67,7 +61,7 @@ def measure(workload_name: str, name: str, steps: int, warmup: int,
     rng = np.random.default_rng(0)
     batches = [workload._model_batch(HOST_BATCHES[workload_name](workload, batch_size, rng),
                                      True, rng) for _ in range(2)]
-    hp = hyperparameters_from_dict(point(name))
+    hp = hyperparameters_from_dict(shipped_tiny_points(name)[0])
     params, model_state = workload.init_model_fn(random_utils.PRNGKey(0))
     state = submission.init_optimizer_state(workload, params, model_state, hp,
                                             random_utils.PRNGKey(1))
@@ -117,7 +111,7 @@ def main(argv=None) -> None:
                       "step_time_over_nadamw": {n: round(ms[n] / ms["nadamw"], 3)
                                                 for n in KFAC_SUBMISSIONS},
                       "expand_over_reduce": round(ms["kfac_expand"] / ms["kfac_reduce"], 3),
-                      "points": {n: point(n) for n in SUBMISSIONS}}
+                      "points": {n: shipped_tiny_points(n)[0] for n in SUBMISSIONS}}
         print(f"{w} on {device}: " + ", ".join(
             f"{n} {r['ms_per_step']} ms/step (peak {r['peak_mib']} MiB)"
             for n, r in by_name.items())

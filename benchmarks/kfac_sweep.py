@@ -32,7 +32,7 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
-from algoperf.suite.plan import TINY_SEARCH_SPACE_FILE
+from algoperf.suite.plan import shipped_tiny_points
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,8 +54,7 @@ DEFAULT_CASES = (("cifar_wrn_tiny", "kfac_reduce"), ("cifar_wrn_tiny", "kfac_exp
 
 
 def default_point(flavour: str) -> dict:
-    with open(os.path.join(REPO, "submissions", flavour, TINY_SEARCH_SPACE_FILE)) as f:
-        return json.load(f)[0]
+    return shipped_tiny_points(flavour)[0]
 
 
 def variants_for(flavour: str) -> List[str]:

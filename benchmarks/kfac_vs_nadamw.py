@@ -31,7 +31,7 @@ import torch
 from benchmarks import results_io
 from algoperf import random_utils, runner, submission_loader
 from algoperf.search_space import hyperparameters_from_dict
-from algoperf.suite.plan import TINY_SEARCH_SPACE_FILE
+from algoperf.suite.plan import shipped_tiny_points
 from workloads import registry
 from workloads.definition import reached
 from workloads.target_setting import TINY_POINT, one_run
@@ -46,8 +46,7 @@ def point(workload_name: str, name: str) -> dict:
     K-FAC: the first point of its tiny search space (the one ``make suite`` runs), the same on
     every workload (lr and damping from a 2-point sweep on cifar_wrn_tiny)."""
     if name in KFAC_SUBMISSIONS:
-        with open(os.path.join(REPO, "submissions", name, TINY_SEARCH_SPACE_FILE)) as f:
-            return json.load(f)[0]
+        return shipped_tiny_points(name)[0]
     module = sys.modules[registry.get_definition(workload_name).__module__]
     path = os.path.join(os.path.dirname(module.__file__), "tiny_targets.json")
     if not os.path.exists(path):

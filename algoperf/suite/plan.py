@@ -18,6 +18,7 @@ person looking at the folder all agree):
 """
 import ast
 import dataclasses
+import json
 import os
 from typing import List, Optional, Sequence
 
@@ -230,6 +231,13 @@ def search_space_for(space_path: Optional[str], workload: str) -> Optional[str]:
         if os.path.isfile(tiny):
             return tiny
     return space_path
+
+
+def shipped_tiny_points(name: str) -> List[dict]:
+    """The points of shipped submission ``name``'s tuning_search_space_tiny.json, in trial
+    order (trial k runs point k; the first is the one ``make suite`` runs)."""
+    with open(os.path.join(REPO_SUBMISSIONS_DIR, name, TINY_SEARCH_SPACE_FILE)) as f:
+        return json.load(f)
 
 
 def trial_state(spec: TrialSpec) -> str:
