@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from algoperf.suite import plan
 from benchmarks import kfac_curvature_stats, kfac_sweep
 from submissions.optimizers.kfac import inverse as ki
 
@@ -19,7 +20,7 @@ def test_sweep_median_counts_a_miss_as_worse_than_any_hit():
 def test_sweep_variants_change_only_what_they_name():
     assert "factors every step" not in kfac_sweep.variants_for("kfac_reduce")
     assert "factors every step" in kfac_sweep.variants_for("kfac_expand")
-    base = kfac_sweep.default_point("kfac_expand")
+    base = plan.shipped_tiny_points("kfac_expand")[0]
     changed = dict(base, **kfac_sweep.VARIANTS["damping 0.003"])
     assert {k for k in base if base[k] != changed[k]} == {"damping"}
     assert kfac_sweep.VARIANTS["default"] == {}
